@@ -1,0 +1,155 @@
+"""The registry function: list, read, upload and delete model versions."""
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from mangum import Mangum
+
+from lrnstak.errors import InvalidInput
+from lrnstak.http import create_app, wrap_handler
+from lrnstak.naming import check_model_name
+from lrnstak.registry.service import NewVersion, RegistryService, get_registry_service
+from lrnstak.schemas.registry import (
+    BestModelResponse,
+    ModelArtifactResponse,
+    ModelInfoResponse,
+    ModelListEntry,
+    ModelVersionsResponse,
+    TrainingDataResponse,
+    UploadModelRequest,
+    UploadModelResponse,
+    VersionEntry,
+)
+
+Registry = Annotated[RegistryService, Depends(get_registry_service)]
+NEXT_TOKEN_HEADER = "X-Next-Token"  # noqa: S105 - a header name, not a secret
+BEST_OPTIONS = frozenset({"metric", "order"})
+
+router = APIRouter(tags=["registry"])
+
+
+def encode_next_token(model: str) -> str:
+    return base64.urlsafe_b64encode(model.encode()).decode().rstrip("=")
+
+
+def decode_next_token(token: str) -> str:
+    try:
+        model = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        return check_model_name(model)
+    except (binascii.Error, UnicodeDecodeError, InvalidInput, ValueError):
+        raise InvalidInput(
+            "next_token is not one this API issued: pass the X-Next-Token header of the previous page."
+        ) from None
+
+
+def decode_model_bytes(text: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("`model` is not valid base64: send the joblib file base64-encoded.") from None
+
+
+@router.get("/models", response_model=list[ModelListEntry], operation_id="list_models")
+def list_models(
+    registry: Registry,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    next_token: str | None = None,
+) -> list[ModelListEntry]:
+    page = registry.list_models(limit, decode_next_token(next_token) if next_token else None)
+    if page.next_model is not None:
+        response.headers[NEXT_TOKEN_HEADER] = encode_next_token(page.next_model)
+    return [ModelListEntry.from_summary(summary) for summary in page.summaries]
+
+
+@router.get("/models/{name}", response_model=ModelVersionsResponse, operation_id="list_model_versions")
+def list_model_versions(name: str, registry: Registry) -> ModelVersionsResponse:
+    records = registry.list_versions(name)
+    return ModelVersionsResponse(model=name, versions=[VersionEntry.from_record(r) for r in records])
+
+
+@router.get("/models/{name}/best", response_model=BestModelResponse, operation_id="get_best_model")
+def get_best_model(
+    name: str,
+    request: Request,
+    registry: Registry,
+    metric: str = "mse",
+    order: Annotated[str, Query(pattern="^(min|max)$")] = "min",
+) -> BestModelResponse:
+    filters = {key: value for key, value in request.query_params.items() if key not in BEST_OPTIONS}
+    best = registry.find_best(name, metric, order, filters)
+    return BestModelResponse(
+        model=name,
+        version=best.record.version,
+        best_score=best.score,
+        details=best.details,
+        parameters=best.record.parameters,
+    )
+
+
+@router.get(
+    "/models/{name}/{version}",
+    response_model=ModelArtifactResponse,
+    response_model_exclude_none=True,
+    operation_id="get_model_version",
+)
+def get_model_version(
+    name: str,
+    version: str,
+    registry: Registry,
+    format: Annotated[str | None, Query(pattern="^(url|inline)$")] = None,
+) -> ModelArtifactResponse:
+    download = registry.download_model(name, version, as_url=format == "url")
+    if download.data is not None:
+        return ModelArtifactResponse(model=base64.b64encode(download.data).decode(), parameters=download.parameters)
+    return ModelArtifactResponse(model_url=download.url, model_size=download.size, parameters=download.parameters)
+
+
+@router.get("/models/{name}/{version}/info", response_model=ModelInfoResponse, operation_id="get_model_info")
+def get_model_info(name: str, version: str, registry: Registry) -> ModelInfoResponse:
+    return ModelInfoResponse.from_record(registry.get_version(name, version))
+
+
+@router.get(
+    "/models/{name}/{version}/training_data",
+    response_model=TrainingDataResponse,
+    operation_id="get_training_data",
+)
+def get_training_data(name: str, version: str, registry: Registry) -> TrainingDataResponse:
+    record, rows = registry.get_training_data(name, version)
+    return TrainingDataResponse(parameters=record.parameters, training_data=rows)
+
+
+@router.post("/models/{name}", response_model=UploadModelResponse, operation_id="upload_model")
+def upload_model(name: str, body: UploadModelRequest, registry: Registry) -> UploadModelResponse:
+    saved = registry.save_version(
+        name,
+        NewVersion(
+            model_bytes=decode_model_bytes(body.model),
+            version=body.version,
+            parameters=body.parameters.model_dump(exclude_none=True),
+            training_rows=body.training_data if body.training_data is not None else body.data,
+            training_results=body.training_results,
+        ),
+    )
+    return UploadModelResponse(
+        model=saved.model, version=saved.version, sha256=saved.sha256, warnings=list(saved.warnings)
+    )
+
+
+@router.delete("/models/{name}/{version}", status_code=204, operation_id="delete_model_version")
+def delete_model_version(name: str, version: str, registry: Registry) -> Response:
+    registry.delete_version(name, version)
+    return Response(status_code=204)
+
+
+@router.delete("/models/{name}", status_code=204, operation_id="delete_model")
+def delete_model(name: str, registry: Registry) -> Response:
+    registry.delete_model(name)
+    return Response(status_code=204)
+
+
+app = create_app("registry", [router])
+handler = wrap_handler(Mangum(app, lifespan="off"))

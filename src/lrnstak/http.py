@@ -1,0 +1,231 @@
+"""The HTTP shell shared by the four functions: app factory, one error shape, request ids, Lambda wrapping.
+
+Every error leaves as `{"error": {"code", "message", "details"}, "request_id"}`; this module is the only
+place that turns exceptions into status codes.
+"""
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lrnstak import __version__
+from lrnstak.errors import LrnstakError, NotImplementedYet, ServiceUnavailable
+from lrnstak.observability import logger, metrics, tracer
+from lrnstak.settings import get_settings
+
+LambdaEvent = dict[str, Any]
+LambdaHandler = Callable[[LambdaEvent, LambdaContext], dict[str, Any]]
+
+REQUEST_ID_HEADER = "x-request-id"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def error_body(code: str, message: str, details: Any, request_id: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}, "request_id": request_id}
+
+
+def request_id_of(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def error_response(request: Request, status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse(error_body(code, message, details, request_id_of(request)), status_code=status, headers=headers)
+
+
+class RequestIdMiddleware:
+    """Gives each request an id: API Gateway's when there is one, else the caller's, else a new one."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = _incoming_request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+class JsonBodyMiddleware:
+    """Bodies are JSON: one sent with no Content-Type is read as JSON, another media type is a 415.
+
+    API Gateway test events and the old stack's clients (`requests.post(url, data=json.dumps(...))`) send
+    JSON without the header; FastAPI would otherwise not parse it. Media types compare case-insensitively
+    (old clients send `Application/json`).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        content_type = next((value for name, value in scope["headers"] if name == b"content-type"), None)
+        if content_type is None:
+            scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
+        elif not _is_json_media_type(content_type.decode("latin-1")):
+            request = Request(scope)
+            response = error_response(
+                request,
+                415,
+                "unsupported_media_type",
+                f"The body must be JSON (Content-Type: application/json), not {content_type.decode('latin-1')!r}.",
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_json_media_type(content_type: str) -> bool:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def _incoming_request_id(scope: Scope) -> str:
+    event = scope.get("aws.event")
+    if isinstance(event, Mapping):
+        gateway_id = event.get("requestContext", {}).get("requestId")
+        if gateway_id:
+            return str(gateway_id)
+    for name, value in scope.get("headers", []):
+        if name == REQUEST_ID_HEADER.encode() and 0 < len(value) <= 200:
+            return str(value.decode("latin-1"))
+    return uuid.uuid4().hex
+
+
+def _describe_validation_errors(errors: Iterable[Mapping[str, Any]]) -> tuple[int, str, str, list[Any]]:
+    """Malformed JSON or a missing body is a 400; a body of the wrong shape is a 422 naming each field."""
+    details = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        details.append({"field": ".".join(location) or "body", "problem": error.get("msg", "")})
+        if error.get("type") == "json_invalid":
+            return 400, "invalid_json", "The request body is not valid JSON: send a JSON object.", details
+        if error.get("type") == "missing" and not location:
+            return 400, "invalid_input", "The request body is empty: send a JSON object.", details
+    message = "; ".join(f"{d['field']}: {d['problem']}" for d in details) or "The request is invalid."
+    return 422, "validation_error", message, details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LrnstakError)
+    async def handle_domain_error(request: Request, error: LrnstakError) -> JSONResponse:
+        if isinstance(error, ServiceUnavailable):
+            logger.warning("AWS unavailable", extra={"error_message": error.message})
+            response = error_response(request, error.status_code, error.code, error.message, error.details)
+            response.headers["Retry-After"] = str(error.retry_after_seconds)
+            return response
+        if error.status_code >= 500:
+            logger.error("server error", extra={"error_code": error.code, "error_message": error.message})
+        return error_response(request, error.status_code, error.code, error.message, error.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def handle_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        status, code, message, details = _describe_validation_errors(error.errors())
+        return error_response(request, status, code, message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def handle_http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        message = str(error.detail)
+        if error.status_code == 404 and message == "Not Found":
+            message = f"No route {request.method} {request.url.path}."
+        return error_response(request, error.status_code, codes.get(error.status_code, "http_error"), message)
+
+    @app.exception_handler(Exception)
+    async def handle_unexpected_error(request: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return error_response(request, 500, "internal_error", "An unexpected error occurred; it was logged.")
+
+
+def health_router(function_name: str) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "function": function_name, "version": __version__}
+
+    router.add_api_route("/health", health, methods=["GET"], operation_id=f"{function_name}_health")
+    router.add_api_route(
+        f"/health/{function_name}", health, methods=["GET"], operation_id=f"{function_name}_health_named"
+    )
+    return router
+
+
+def create_app(function_name: str, routers: Iterable[APIRouter]) -> FastAPI:
+    app = FastAPI(title=f"lrnstak {function_name}", version=__version__, openapi_url=None)
+    install_error_handlers(app)
+    app.include_router(health_router(function_name))
+    for router in routers:
+        app.include_router(router)
+    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def strip_path_prefix(event: LambdaEvent, base_path: str) -> LambdaEvent:
+    """Removes what API Gateway leaves in front of the routes' own paths.
+
+    HTTP API (v2) puts a named stage in the path (`/prod/models`); a custom domain's base path mapping
+    (`/v1/models`) appears in both shapes. Routes are declared without either.
+    """
+    context = event.get("requestContext") or {}
+    prefixes = ["/" + base_path.strip("/")] if base_path.strip("/") else []
+    http = context.get("http")
+    stage = context.get("stage")
+    if event.get("version") == "2.0" and isinstance(http, dict):
+        if stage and stage != "$default":
+            prefixes.insert(0, f"/{stage}")
+        path = _without_prefixes(str(http.get("path", "")), prefixes)
+        return {**event, "requestContext": {**context, "http": {**http, "path": path}}}
+    if prefixes and "path" in event:
+        return {**event, "path": _without_prefixes(str(event["path"]), prefixes)}
+    return event
+
+
+def _without_prefixes(path: str, prefixes: list[str]) -> str:
+    for prefix in prefixes:
+        if path == prefix or path.startswith(prefix + "/"):
+            path = path[len(prefix) :] or "/"
+    return path
+
+
+def wrap_handler(asgi_handler: Callable[[LambdaEvent, Any], dict[str, Any]]) -> LambdaHandler:
+    """Powertools around the Mangum adapter: correlation id = API Gateway request id, metrics, tracing."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event: LambdaEvent, context: LambdaContext) -> dict[str, Any]:
+        return asgi_handler(strip_path_prefix(event, get_settings().api_base_path), context)
+
+    return cast(LambdaHandler, handler)
+
+
+def pending_router(group: str, routes: Iterable[tuple[str, str, str]]) -> APIRouter:
+    """Routes of the contract that are declared in API Gateway but whose function is not built yet: 501."""
+    router = APIRouter(tags=[group])
+    for method, path, operation_id in routes:
+
+        async def not_built(method: str = method, path: str = path) -> None:
+            raise NotImplementedYet(f"{method} {path} is part of the API but the {group} is not available yet.")
+
+        router.add_api_route(path, not_built, methods=[method], operation_id=operation_id, status_code=501)
+    return router

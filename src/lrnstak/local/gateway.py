@@ -1,0 +1,116 @@
+"""An ASGI stand-in for API Gateway: the template's routes, each to its function's app, on one port."""
+
+import importlib.util
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from lrnstak.local.template import Route, Template
+from lrnstak.observability import metrics
+
+MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    route: Route
+    pattern: re.Pattern[str]
+    # API Gateway prefers a literal segment to a {parameter} at the same place: sort on this.
+    specificity: tuple[int, ...]
+
+
+def compile_route(route: Route) -> CompiledRoute:
+    segments = [segment for segment in route.path.split("/") if segment]
+    regex = ""
+    for segment in segments:
+        if segment.endswith("+}"):
+            regex += "/.+"
+        elif segment.startswith("{"):
+            regex += "/[^/]+"
+        else:
+            regex += "/" + re.escape(segment)
+    specificity = tuple(1 if segment.startswith("{") else 0 for segment in segments)
+    return CompiledRoute(route, re.compile(f"^{regex or '/'}$"), specificity)
+
+
+def load_function_module(template: Template, function: str) -> ModuleType:
+    """Imports functions/<name>/app.py under a unique module name (each function's module is `app`)."""
+    path = template.function_dir(function) / "app.py"
+    spec = importlib.util.spec_from_file_location(f"lrnstak_function_{function}", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class LocalGateway:
+    """Routes like API Gateway; `guard` wraps writes so the state snapshot never sees half of one."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        apps: dict[str, ASGIApp],
+        guard: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]] | None = None,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self._routes = sorted((compile_route(r) for r in routes), key=lambda c: c.specificity)
+        self._apps = apps
+        self._guard = guard
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
+
+    @classmethod
+    def from_template(cls, template: Template, **kwargs: Any) -> "LocalGateway":
+        apps = {name: load_function_module(template, name).app for name in template.functions()}
+        return cls(template.routes(), apps, **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method, path = scope["method"], scope["path"]
+        matches = [c for c in self._routes if c.pattern.match(path)]
+        chosen = next((c for c in matches if c.route.method in (method, "ANY")), None)
+        if chosen is None:
+            status, code = (405, "method_not_allowed") if matches else (404, "not_found")
+            await _send_error(send, status, code, f"No route {method} {path}.")
+            return
+        app = self._apps[chosen.route.function]
+        try:
+            if self._guard is not None and method in MUTATING_METHODS:
+                await self._guard(lambda: app(scope, receive, send))
+            else:
+                await app(scope, receive, send)
+        finally:
+            # In Lambda, log_metrics flushes each invocation's metrics to CloudWatch; there is no
+            # CloudWatch here, so they are dropped per request instead of piling up in this process.
+            metrics.clear_metrics()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self._on_startup is not None:
+                    await self._on_startup()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"code": code, "message": message, "details": None}, "request_id": ""}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

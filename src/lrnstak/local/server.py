@@ -1,0 +1,207 @@
+"""`make run`: moto's server as the embedded AWS, the template's resources, the four apps on one port.
+
+Runs in the foreground; Ctrl-C or SIGTERM stops the HTTP server, saves the state and stops moto.
+"""
+
+import asyncio
+import logging
+import os
+import shutil
+import socket
+import sys
+import threading
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lrnstak.local.bootstrap import BUCKET, TABLE, create_resources, physical_names
+from lrnstak.local.template import Template
+from lrnstak.settings import get_settings
+from lrnstak.storage.clients import AwsClients, get_clients
+
+# The local stack must never reach a real AWS account, whatever the shell has configured.
+FAKE_AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}
+DROPPED_AWS_ENVIRONMENT = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
+
+
+class LocalSettings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5000, ge=1, le=65535)
+    moto_port: int = Field(default=0, ge=0, le=65535, description="0: any free port")
+    lrnstak_data_dir: Path = Path(".lrnstak")
+    lrnstak_reset: bool = False
+    lrnstak_snapshot_seconds: float = Field(default=2.0, gt=0)
+    lrnstak_resource_prefix: str = Field(default="lrnstak", pattern="^[a-z0-9][a-z0-9-]{0,30}$")
+
+
+@dataclass
+class EmbeddedAws:
+    """moto's server in this process, over real HTTP on loopback."""
+
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+
+
+def free_port(host: str) -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def check_port_free(host: str, port: int) -> None:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            raise SystemExit(
+                f"error: port {port} on {host} is in use. Stop what is using it, or run `make run PORT=<other>`."
+            ) from None
+
+
+def point_at_embedded_aws(endpoint: str, environment: dict[str, str]) -> None:
+    for name in DROPPED_AWS_ENVIRONMENT:
+        os.environ.pop(name, None)
+    os.environ.update(FAKE_AWS_ENVIRONMENT)
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ.update(environment)
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "lrnstak-local")
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+    get_settings.cache_clear()
+    get_clients.cache_clear()
+
+
+@dataclass
+class LocalStack:
+    """Everything `make run` starts, also used by the tests that drive the stack over HTTP."""
+
+    settings: LocalSettings
+    template: Template
+
+    def start_aws(self) -> AwsClients:
+        from lrnstak.local.persistence import StateSnapshot
+
+        self.aws = EmbeddedAws(self.settings.host, self.settings.moto_port or free_port(self.settings.host))
+        self.aws.start()
+        names = physical_names(self.template, self.settings.lrnstak_resource_prefix)
+        environment = {}
+        for function in self.template.functions():
+            environment.update(self.template.function_environment(function, names))
+        environment.pop("POWERTOOLS_SERVICE_NAME", None)
+        point_at_embedded_aws(self.aws.endpoint, environment)
+        clients = get_clients()
+        create_resources(self.template, clients, names)
+        data_dir = self.settings.lrnstak_data_dir
+        if self.settings.lrnstak_reset and data_dir.exists():
+            shutil.rmtree(data_dir)
+        self.snapshot = StateSnapshot(
+            clients,
+            tables={k: names[k] for k in self.template.resources_of_type(TABLE)},
+            buckets={k: names[k] for k in self.template.resources_of_type(BUCKET)},
+            folder=data_dir,
+        )
+        self.restored = self.snapshot.restore()
+        return clients
+
+    def build_gateway(self) -> object:
+        from lrnstak.local.gateway import LocalGateway
+        from lrnstak.local.persistence import WriteGate
+
+        gate = WriteGate(self.snapshot.save)
+        tasks: list[asyncio.Task[None]] = []
+
+        async def start_snapshots() -> None:
+            tasks.append(asyncio.create_task(gate.snapshot_every(self.settings.lrnstak_snapshot_seconds)))
+
+        async def stop_snapshots() -> None:
+            for task in tasks:
+                task.cancel()
+            await gate.snapshot_if_dirty()
+
+        return LocalGateway.from_template(
+            self.template, guard=gate.run_write, on_startup=start_snapshots, on_shutdown=stop_snapshots
+        )
+
+    def stop(self) -> None:
+        self.snapshot.save()
+        self.aws.stop()
+
+
+class ForegroundServer(uvicorn.Server):
+    """Ctrl-C / SIGTERM stop serving and return, so the state is saved and moto stopped before exit.
+
+    uvicorn would re-raise the signal once it has shut down, killing the process before that.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
+def _announce_when_ready(server: uvicorn.Server, url: str, started_at: float, stack: LocalStack) -> None:
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.02)
+    restored = stack.restored
+    print(
+        f"lrnstak is ready on {url} ({time.monotonic() - started_at:.1f}s; "
+        f"embedded AWS at {stack.aws.endpoint}; state in {stack.settings.lrnstak_data_dir}/, "
+        f"restored {restored['items']} items and {restored['objects']} objects). Ctrl-C stops it.",
+        flush=True,
+    )
+
+
+def main() -> None:
+    started_at = time.monotonic()
+    # moto's werkzeug server logs every AWS call it answers; the stack's own console stays readable.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    settings = LocalSettings()
+    check_port_free(settings.host, settings.port)
+    stack = LocalStack(settings, Template.load())
+    stack.start_aws()
+    try:
+        gateway = stack.build_gateway()
+        config = uvicorn.Config(
+            gateway,  # type: ignore[arg-type]
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+        )
+        server = ForegroundServer(config)
+        url = f"http://{settings.host}:{settings.port}"
+        threading.Thread(target=_announce_when_ready, args=(server, url, started_at, stack), daemon=True).start()
+        server.run()
+    finally:
+        stack.stop()
+        print("lrnstak stopped; state saved.", flush=True)
+    sys.exit(0)

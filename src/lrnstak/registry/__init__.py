@@ -1,0 +1,1 @@
+"""The model registry: every model version, its artifact, metadata and training data."""

@@ -1,0 +1,35 @@
+"""Runtime settings, read once from the environment the SAM template (or the local stack) sets."""
+
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ResourceName = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Resource names have no default: a function without them is misdeployed."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+    models_bucket: ResourceName
+    registry_table: ResourceName
+    cache_table: ResourceName
+
+    # A model answered inline as base64 must fit a Lambda response (6 MB) with room for the rest.
+    inline_model_limit_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    presigned_url_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
+    # A custom-domain base path mapping (e.g. "/v1") that API Gateway leaves on the path.
+    api_base_path: str = ""
+    # botocore retries for throttling and transient errors before we answer 503.
+    aws_max_attempts: int = Field(default=5, ge=1, le=20)
+    aws_retry_mode: str = Field(default="standard", pattern="^(standard|adaptive|legacy)$")
+    # Optimistic-concurrency retries when several writers update the same model at once.
+    registry_write_attempts: int = Field(default=25, ge=1, le=100)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()  # type: ignore[call-arg]  # resource names come from the environment

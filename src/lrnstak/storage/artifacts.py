@@ -1,0 +1,58 @@
+"""Model artifacts and training data in the models bucket (S3)."""
+
+import gzip
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from lrnstak.storage.clients import S3Client
+from lrnstak.storage.errors import ArtifactMissing, error_code, translate_aws_errors
+
+MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+
+class ArtifactStore:
+    def __init__(self, s3: S3Client, bucket: str) -> None:
+        self._s3 = s3
+        self._bucket = bucket
+
+    def put_bytes(self, key: str, data: bytes, content_type: str, sha256: str | None = None) -> None:
+        metadata = {"sha256": sha256} if sha256 else {}
+        with translate_aws_errors("save an artifact"):
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            with translate_aws_errors("read an artifact"):
+                response = self._s3.get_object(Bucket=self._bucket, Key=key)
+                return response["Body"].read()
+        except ClientError as error:
+            if error_code(error) in MISSING_OBJECT_CODES:
+                raise ArtifactMissing(f"Artifact {key} is not in the bucket.") from error
+            raise
+
+    def put_json_rows(self, key: str, rows: list[Any]) -> None:
+        body = gzip.compress(json.dumps(rows, separators=(",", ":"), allow_nan=False).encode(), mtime=0)
+        self.put_bytes(key, body, "application/gzip")
+
+    def get_json_rows(self, key: str) -> list[Any]:
+        rows = json.loads(gzip.decompress(self.get_bytes(key)))
+        return rows if isinstance(rows, list) else []
+
+    def delete_keys(self, keys: Iterable[str]) -> None:
+        objects: Any = [{"Key": key} for key in keys]
+        for start in range(0, len(objects), 1000):
+            with translate_aws_errors("delete artifacts"):
+                self._s3.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
+                )
+
+    def presigned_get_url(self, key: str, expires_in_seconds: int) -> str:
+        with translate_aws_errors("sign a download URL"):
+            return str(
+                self._s3.generate_presigned_url(
+                    "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in_seconds
+                )
+            )

@@ -1,0 +1,66 @@
+"""Turns botocore failures into domain errors, so nothing above storage knows about AWS exceptions."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lrnstak.errors import LrnstakError, ServiceUnavailable
+
+# Codes that mean "try again later" once botocore's own retries are spent.
+RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "ServiceUnavailable",
+        "InternalServerError",
+        "InternalError",
+        "TransactionInProgressException",
+        "LimitExceededException",
+    }
+)
+# A table or bucket that is not there means a deployment that is not ready, not a client mistake.
+MISSING_RESOURCE_CODES = frozenset({"ResourceNotFoundException", "NoSuchBucket"})
+
+
+class StorageConflict(LrnstakError):
+    """A conditional write lost a race; the caller re-reads and tries again."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class ArtifactMissing(LrnstakError):
+    """An object the metadata points at is not in the bucket (yet, or any more)."""
+
+    status_code = 404
+    code = "not_found"
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+@contextmanager
+def translate_aws_errors(action: str) -> Iterator[None]:
+    try:
+        yield
+    except ClientError as error:
+        code = error_code(error)
+        if code in RETRYABLE_CODES:
+            raise ServiceUnavailable(
+                f"AWS is busy ({code}) while trying to {action}; retry shortly.", retry_after_seconds=2
+            ) from error
+        if code in MISSING_RESOURCE_CODES:
+            raise ServiceUnavailable(
+                f"Storage is not available ({code}) while trying to {action}.", retry_after_seconds=5
+            ) from error
+        raise
+    except BotoCoreError as error:
+        raise ServiceUnavailable(
+            f"AWS could not be reached while trying to {action}: {type(error).__name__}.",
+            retry_after_seconds=2,
+        ) from error

@@ -1,0 +1,52 @@
+"""Fixtures for every suite: a fake AWS (moto) bootstrapped from template.yaml, as the local stack does."""
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+# Never reach a real account from a test, whatever the shell has configured.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_REGION="us-east-1",
+    POWERTOOLS_TRACE_DISABLED="true",
+    POWERTOOLS_SERVICE_NAME="lrnstak-test",
+    POWERTOOLS_METRICS_NAMESPACE="lrnstak-test",
+    AWS_MAX_ATTEMPTS="2",
+)
+
+from moto import mock_aws  # noqa: E402 - after the environment above
+
+from lrnstak.local.bootstrap import create_resources, physical_names  # noqa: E402
+from lrnstak.local.template import Template  # noqa: E402
+from lrnstak.registry.service import get_registry_service  # noqa: E402
+from lrnstak.settings import get_settings  # noqa: E402
+from lrnstak.storage.clients import AwsClients, get_clients  # noqa: E402
+
+
+def reset_cached_wiring() -> None:
+    """Settings, clients and services are built once per container; each test gets its own container."""
+    get_settings.cache_clear()
+    get_clients.cache_clear()
+    get_registry_service.cache_clear()
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
+    """A fresh moto account holding the template's bucket and tables, with the functions' environment set."""
+    template = Template.load()
+    names = physical_names(template, "lrnstak-test")
+    for function in template.functions():
+        for variable, value in template.function_environment(function, names).items():
+            if not variable.startswith("POWERTOOLS_"):
+                monkeypatch.setenv(variable, value)
+    with mock_aws():
+        reset_cached_wiring()
+        clients = get_clients()
+        create_resources(template, clients, names)
+        yield clients
+    reset_cached_wiring()

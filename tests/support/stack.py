@@ -1,0 +1,90 @@
+"""Starts `python -m lrnstak.local` (what `make run` runs) as a real process on free loopback ports."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+READY = re.compile(r"lrnstak is ready on (http://\S+) .*embedded AWS at (http://[\d.:]+)")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class RunningStack:
+    process: subprocess.Popen[str]
+    url: str
+    aws_endpoint: str
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    @property
+    def aws_port(self) -> int:
+        return int(self.aws_endpoint.rsplit(":", 1)[1])
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout=timeout)
+        if self.process.stdout:
+            self.output.extend(self.process.stdout.read().splitlines())
+        return code
+
+
+def start_stack(data_dir: Path, reset: bool = False, timeout: float = 60) -> RunningStack:
+    environment = {
+        **os.environ,
+        "PORT": str(free_port()),
+        "LRNSTAK_DATA_DIR": str(data_dir),
+        "LRNSTAK_RESET": "1" if reset else "0",
+        "LRNSTAK_SNAPSHOT_SECONDS": "0.5",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lrnstak.local"],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    output: list[str] = []
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        output.append(line.rstrip())
+        match = READY.search(line)
+        if match:
+            return RunningStack(process, match.group(1), match.group(2), output)
+    process.kill()
+    raise RuntimeError("the local stack did not become ready:\n" + "\n".join(output))
