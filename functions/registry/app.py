@@ -46,7 +46,8 @@ def decode_next_token(token: str) -> str:
 
 def decode_model_bytes(text: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        # MIME-style base64 (base64.encodebytes) wraps lines; whitespace is not part of the data.
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput("`model` is not valid base64: send the joblib file base64-encoded.") from None
 

@@ -4,9 +4,12 @@ Every error leaves as `{"error": {"code", "message", "details"}, "request_id"}`;
 place that turns exceptions into status codes.
 """
 
+import json
+import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
+from urllib.parse import unquote
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -82,15 +85,81 @@ class JsonBodyMiddleware:
         if content_type is None:
             scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
         elif not _is_json_media_type(content_type.decode("latin-1")):
-            request = Request(scope)
-            response = error_response(
-                request,
-                415,
-                "unsupported_media_type",
-                f"The body must be JSON (Content-Type: application/json), not {content_type.decode('latin-1')!r}.",
-            )
-            await response(scope, receive, send)
+            message = f"The body must be JSON (Content-Type: application/json), not {content_type.decode('latin-1')!r}."
+            await error_response(Request(scope), 415, "unsupported_media_type", message)(scope, receive, send)
             return
+        body = await _read_body(receive)
+        if _has_non_finite_number(body):
+            message = "The body contains NaN or Infinity, which are not JSON: send null for a missing value."
+            await error_response(Request(scope), 400, "invalid_json", message)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body), send)
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+class _NonFiniteNumber(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> None:
+    raise _NonFiniteNumber(name)
+
+
+def _has_non_finite_number(body: bytes) -> bool:
+    """Python's json accepts NaN and Infinity; JSON does not. Only bodies that contain the words are parsed."""
+    if b"NaN" not in body and b"Infinity" not in body:
+        return False
+    try:
+        json.loads(body, parse_constant=_reject_constant)
+    except _NonFiniteNumber:
+        return True
+    except ValueError:
+        return False  # not JSON at all: FastAPI reports that
+    return False
+
+
+def path_keeping_encoded_slashes(scope: Scope) -> str:
+    """The request path, decoded, except that %2F stays %2F: a name with a slash stays one path segment.
+
+    Servers decode `/models/a%2Fb` to `/models/a/b`, which would route as model `a`, version `b`.
+    """
+    raw_path = scope.get("raw_path")
+    if not raw_path or b"%2f" not in raw_path.lower():
+        return str(scope["path"])
+    raw = raw_path.decode("latin-1").split("?", 1)[0]
+    return "/".join(unquote(segment).replace("/", "%2F") for segment in raw.split("/"))
+
+
+class EncodedSlashMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = path_keeping_encoded_slashes(scope)
+            if path != scope["path"]:
+                scope = {**scope, "path": path}
         await self.app(scope, receive, send)
 
 
@@ -153,7 +222,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def handle_unexpected_error(request: Request, error: Exception) -> JSONResponse:
         logger.exception("unhandled error")
-        return error_response(request, 500, "internal_error", "An unexpected error occurred; it was logged.")
+        response = error_response(request, 500, "internal_error", "An unexpected error occurred; it was logged.")
+        # Starlette answers unhandled errors outside every middleware, so the id header is set here.
+        response.headers[REQUEST_ID_HEADER] = request_id_of(request)
+        return response
 
 
 def health_router(function_name: str) -> APIRouter:
@@ -176,6 +248,7 @@ def create_app(function_name: str, routers: Iterable[APIRouter]) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 
@@ -195,7 +268,7 @@ def strip_path_prefix(event: LambdaEvent, base_path: str) -> LambdaEvent:
             prefixes.insert(0, f"/{stage}")
         path = _without_prefixes(str(http.get("path", "")), prefixes)
         return {**event, "requestContext": {**context, "http": {**http, "path": path}}}
-    if prefixes and "path" in event:
+    if "path" in event:
         return {**event, "path": _without_prefixes(str(event["path"]), prefixes)}
     return event
 
@@ -204,7 +277,8 @@ def _without_prefixes(path: str, prefixes: list[str]) -> str:
     for prefix in prefixes:
         if path == prefix or path.startswith(prefix + "/"):
             path = path[len(prefix) :] or "/"
-    return path
+    # Mangum unquotes the path; an encoded slash must survive that as %2F (see path_keeping_encoded_slashes).
+    return re.sub("%2[fF]", "%252F", path)
 
 
 def wrap_handler(asgi_handler: Callable[[LambdaEvent, Any], dict[str, Any]]) -> LambdaHandler:

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from lrnstak.http import path_keeping_encoded_slashes
 from lrnstak.local.template import Route, Template
 from lrnstak.observability import metrics
 
@@ -77,7 +78,7 @@ class LocalGateway:
             return
         if scope["type"] != "http":
             return
-        method, path = scope["method"], scope["path"]
+        method, path = scope["method"], path_keeping_encoded_slashes(scope)
         matches = [c for c in self._routes if c.pattern.match(path)]
         chosen = next((c for c in matches if c.route.method in (method, "ANY")), None)
         if chosen is None:
