@@ -13,16 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from lrnstak.local.bootstrap import create_resources, physical_names
+from lrnstak.local.server import EmbeddedAws
 from lrnstak.local.template import Template
 from lrnstak.settings import Settings
 from lrnstak.storage.clients import AwsClients, build_clients
 
 from support.events import rest_v1_event
 from support.models import joblib_bytes, linear_regression
-from support.stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".aws-sam" / "build"
@@ -62,10 +61,9 @@ def layer_dirs(template: Template, function: str) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = EmbeddedAws("127.0.0.1")
     server.start()
-    yield f"http://127.0.0.1:{port}"
+    yield server.endpoint
     server.stop()
 
 

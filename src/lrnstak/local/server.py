@@ -11,10 +11,12 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import uvicorn
 from pydantic import Field
@@ -47,33 +49,45 @@ class LocalSettings(BaseSettings):
     lrnstak_resource_prefix: str = Field(default="lrnstak", pattern="^[a-z0-9][a-z0-9-]{0,30}$")
 
 
-@dataclass
 class EmbeddedAws:
-    """moto's server in this process, over real HTTP on loopback."""
+    """moto's server in this process, over real HTTP on loopback, one AWS request at a time.
 
-    host: str
-    port: int
+    DynamoDB and S3 apply each request atomically (a conditional delete either claims an item or fails).
+    moto checks conditions and writes in plain Python from several threads, so two requests could both
+    pass the same check; serialising them gives the local stack the atomicity the code relies on in AWS.
+    """
 
-    def __post_init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+    def __init__(self, host: str, port: int = 0) -> None:
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
 
-        self._server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
+        moto_app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def one_at_a_time(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+            with lock:
+                return list(moto_app(environ, start_response))
+
+        self._server = make_server(host, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
+        self.host = host
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, name="embedded-aws", daemon=True)
 
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        self._server.start()
+        self._thread.start()
 
     def stop(self) -> None:
-        self._server.stop()
-
-
-def free_port(host: str) -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
 
 
 def check_port_free(host: str, port: int) -> None:
@@ -108,7 +122,7 @@ class LocalStack:
     def start_aws(self) -> AwsClients:
         from lrnstak.local.persistence import StateSnapshot
 
-        self.aws = EmbeddedAws(self.settings.host, self.settings.moto_port or free_port(self.settings.host))
+        self.aws = EmbeddedAws(self.settings.host, self.settings.moto_port)
         self.aws.start()
         names = physical_names(self.template, self.settings.lrnstak_resource_prefix)
         environment = {}
