@@ -21,11 +21,13 @@ os.environ.update(
 
 from moto import mock_aws  # noqa: E402 - after the environment above
 
+from lrnstak.cache.service import get_cache_service  # noqa: E402
 from lrnstak.local.bootstrap import create_resources, physical_names  # noqa: E402
 from lrnstak.local.template import Template  # noqa: E402
 from lrnstak.registry.service import get_registry_service  # noqa: E402
 from lrnstak.settings import get_settings  # noqa: E402
 from lrnstak.storage.clients import AwsClients, get_clients  # noqa: E402
+from lrnstak.trainer.service import get_trainer_service  # noqa: E402
 
 
 def reset_cached_wiring() -> None:
@@ -33,6 +35,8 @@ def reset_cached_wiring() -> None:
     get_settings.cache_clear()
     get_clients.cache_clear()
     get_registry_service.cache_clear()
+    get_cache_service.cache_clear()
+    get_trainer_service.cache_clear()
 
 
 @pytest.fixture

@@ -54,6 +54,9 @@ class NewVersion:
     parameters: dict[str, Any]
     training_rows: list[Any] | None
     training_results: dict[str, Any] | None
+    # Set by the trainer, which knows them; for uploads they are read off the estimator.
+    algorithm: str | None = None
+    feature_schema: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,11 @@ def headline_metrics(training_results: Mapping[str, Any] | None, algorithm: str)
         chosen = [entry for entry in entries if entry.get("algorithm") == algorithm] or entries
         return _numbers(chosen[0]) if chosen else {}
     return _numbers(training_results)
+
+
+def _named_algorithm(parameters: Mapping[str, Any]) -> str | None:
+    name = parameters.get("algorithm")
+    return name if isinstance(name, str) and name else None
 
 
 def _numbers(values: Mapping[str, Any]) -> dict[str, float]:
@@ -233,7 +241,7 @@ class RegistryService:
         prefix = f"artifacts/{model}/{write_id}"
         artifact_key = f"{prefix}/model.joblib"
         training_key = f"{prefix}/training_data.json.gz" if upload.training_rows is not None else None
-        algorithm = str(upload.parameters.get("algorithm") or describe_algorithm(loaded.estimator))
+        algorithm = upload.algorithm or _named_algorithm(upload.parameters) or describe_algorithm(loaded.estimator)
         written: list[str] = []
         try:
             self._artifacts.put_bytes(artifact_key, upload.model_bytes, MODEL_CONTENT_TYPE, digest)
@@ -256,6 +264,7 @@ class RegistryService:
                 metrics=headline_metrics(upload.training_results, algorithm),
                 parameters=upload.parameters,
                 training_results=upload.training_results,
+                feature_schema=upload.feature_schema,
             )
             committed, replaced = self._commit_version(draft)
         except BaseException:

@@ -110,6 +110,7 @@ class ModelInfoResponse(BaseModel):
     sha256: str
     sklearn_version: str
     metadata: dict[str, Any]
+    feature_schema: dict[str, Any] | None = None
 
     @classmethod
     def from_record(cls, record: VersionRecord) -> "ModelInfoResponse":
@@ -126,6 +127,7 @@ class ModelInfoResponse(BaseModel):
             sha256=record.sha256,
             sklearn_version=record.sklearn_version,
             metadata=record.parameters.get("metadata") or {},
+            feature_schema=record.feature_schema,
         )
 
 

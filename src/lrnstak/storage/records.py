@@ -21,6 +21,8 @@ class VersionRecord:
     metrics: dict[str, float]
     parameters: dict[str, Any]
     training_results: dict[str, Any] | None
+    # Columns and kinds seen at training, for predict's input checks (None for uploaded models).
+    feature_schema: dict[str, Any] | None = None
 
     @property
     def object_keys(self) -> list[str]:

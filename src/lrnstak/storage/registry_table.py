@@ -70,6 +70,8 @@ def version_item(record: VersionRecord) -> Item:
         item["training_data_key"] = {"S": record.training_data_key}
     if record.training_results is not None:
         item["training_results"] = to_json_attribute(record.training_results, "training_results")
+    if record.feature_schema is not None:
+        item["feature_schema"] = to_json_attribute(record.feature_schema, "feature_schema")
     return item
 
 
@@ -89,6 +91,7 @@ def version_from_item(item: Item) -> VersionRecord:
         metrics=json.loads(item["metrics"]["S"]),
         parameters=json.loads(item["parameters"]["S"]),
         training_results=json.loads(item["training_results"]["S"]) if "training_results" in item else None,
+        feature_schema=json.loads(item["feature_schema"]["S"]) if "feature_schema" in item else None,
     )
 
 

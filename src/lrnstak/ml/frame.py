@@ -1,0 +1,133 @@
+"""From rows (JSON objects) to the matrix scikit-learn fits, inside the saved pipeline.
+
+The first steps of every pipeline lrnstak trains take the client's rows as they come (a list of dicts), so
+predict needs nothing but the rows. Column kinds are decided at training and saved with the version.
+"""
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from lrnstak.errors import InvalidInput
+
+NUMERIC = "numeric"
+CATEGORICAL = "categorical"
+BOOLEAN_STRINGS = {"true": 1.0, "false": 0.0}
+
+
+def is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def as_number(value: Any) -> float | None:
+    """A JSON value as a float, or None when it is not a number (bools count as 0/1)."""
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in BOOLEAN_STRINGS:
+            return BOOLEAN_STRINGS[text.lower()]
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+@dataclass(frozen=True)
+class ColumnProblem:
+    column: str
+    message: str
+
+
+def infer_kind(column: str, values: Iterable[Any]) -> str:
+    """numeric when every present value is (or reads as) a number; categorical when all are text."""
+    present = [value for value in values if not is_missing(value)]
+    if not present:
+        raise InvalidInput(f"Column {column!r} has no values: drop it from feature_labels.", {"column": column})
+    if any(isinstance(value, list | dict) for value in present):
+        raise InvalidInput(
+            f"Column {column!r} holds arrays or objects: add a flatten, expand or classify rule for it, "
+            "or leave it out of feature_labels.",
+            {"column": column},
+        )
+    if all(as_number(value) is not None for value in present):
+        return NUMERIC
+    if all(isinstance(value, str) for value in present):
+        return CATEGORICAL
+    # Numbers and text that does not read as a number: no single kind fits the column.
+    text = next(value for value in present if isinstance(value, str) and as_number(value) is None)
+    raise InvalidInput(
+        f"Column {column!r} mixes numbers with text that cannot be read as a number (e.g. {text!r}).",
+        {"column": column, "value": text},
+    )
+
+
+class RowsToMatrix(TransformerMixin, BaseEstimator):
+    """Rows (dicts) -> a 2-D object array: numeric columns first (as floats, NaN when missing), then
+    categorical ones (as text, NaN when missing). Values are coerced to the kind seen at training."""
+
+    def __init__(self, numeric_columns: Sequence[str] = (), categorical_columns: Sequence[str] = ()) -> None:
+        self.numeric_columns = numeric_columns
+        self.categorical_columns = categorical_columns
+
+    def fit(self, rows: Sequence[dict[str, Any]], y: Any = None) -> "RowsToMatrix":
+        self.n_features_in_ = len(self.numeric_columns) + len(self.categorical_columns)
+        return self
+
+    def transform(self, rows: Sequence[dict[str, Any]]) -> npt.NDArray[Any]:
+        numeric = list(self.numeric_columns)
+        categorical = list(self.categorical_columns)
+        matrix = np.empty((len(rows), len(numeric) + len(categorical)), dtype=object)
+        for index, row in enumerate(rows):
+            for position, column in enumerate(numeric):
+                matrix[index, position] = _numeric_cell(row.get(column), index, column)
+            for position, column in enumerate(categorical, start=len(numeric)):
+                value = row.get(column)
+                matrix[index, position] = np.nan if is_missing(value) else _text(value)
+        return matrix
+
+    def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[Any]:
+        return np.asarray([*self.numeric_columns, *self.categorical_columns], dtype=object)
+
+
+def _numeric_cell(value: Any, row: int, column: str) -> float:
+    if is_missing(value):
+        return math.nan
+    number = as_number(value)
+    if number is None:
+        raise InvalidInput(
+            f"Row {row}, column {column!r}: {value!r} is not a number, and this column was numeric at training.",
+            {"row": row, "column": column},
+        )
+    return number
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class AsFloat(TransformerMixin, BaseEstimator):
+    """The numeric block of the object matrix as float64, so imputers and scalers take it."""
+
+    def fit(self, matrix: npt.NDArray[Any], y: Any = None) -> "AsFloat":
+        self.n_features_in_ = matrix.shape[1]
+        return self
+
+    def transform(self, matrix: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+        return np.asarray(matrix, dtype=np.float64)
+
+    def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[Any]:
+        return np.asarray(input_features if input_features is not None else [], dtype=object)

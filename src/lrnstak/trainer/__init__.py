@@ -1,0 +1,1 @@
+"""The trainer: fit, evaluate and register scikit-learn models from rows."""
