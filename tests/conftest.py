@@ -22,11 +22,11 @@ os.environ.update(
 from moto import mock_aws  # noqa: E402 - after the environment above
 
 from lrnstak.cache.service import get_cache_service  # noqa: E402
-from lrnstak.local.bootstrap import create_resources, physical_names  # noqa: E402
+from lrnstak.local.bootstrap import create_resources  # noqa: E402
 from lrnstak.local.template import Template  # noqa: E402
 from lrnstak.registry.service import get_registry_service  # noqa: E402
 from lrnstak.settings import get_settings  # noqa: E402
-from lrnstak.storage.clients import AwsClients, get_clients  # noqa: E402
+from lrnstak.storage.clients import AwsClients, build_clients, get_clients  # noqa: E402
 from lrnstak.trainer.service import get_trainer_service  # noqa: E402
 
 
@@ -43,14 +43,12 @@ def reset_cached_wiring() -> None:
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
     """A fresh moto account holding the template's bucket and tables, with the functions' environment set."""
     template = Template.load()
-    names = physical_names(template, "lrnstak-test")
-    for function in template.functions():
-        for variable, value in template.function_environment(function, names).items():
-            if not variable.startswith("POWERTOOLS_"):
-                monkeypatch.setenv(variable, value)
     with mock_aws():
+        references = create_resources(template, build_clients(), "lrnstak-test")
+        for function in template.functions():
+            for variable, value in template.function_environment(function, references).items():
+                if not variable.startswith("POWERTOOLS_"):
+                    monkeypatch.setenv(variable, value)
         reset_cached_wiring()
-        clients = get_clients()
-        create_resources(template, clients, names)
-        yield clients
+        yield get_clients()
     reset_cached_wiring()

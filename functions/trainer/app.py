@@ -1,21 +1,61 @@
-"""The trainer function: trains, evaluates and registers scikit-learn models."""
+"""The trainer function: trains, evaluates and registers scikit-learn models, now or as jobs."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from lrnstak.http import create_app, pending_router, wrap_handler
-from lrnstak.schemas.trainer import TrainModelRequest, TrainModelResponse
-from lrnstak.trainer.service import TrainerService, get_trainer_service
+from lrnstak.http import create_app, wrap_handler
+from lrnstak.schemas.trainer import (
+    CreateDatasetRequest,
+    DatasetResponse,
+    JobAcceptedResponse,
+    JobError,
+    JobLinks,
+    JobResponse,
+    TrainModelRequest,
+    TrainModelResponse,
+)
+from lrnstak.storage.jobs_table import JobRecord
+from lrnstak.trainer.service import TrainerService, TrainingOutcome, get_trainer_service
 
 Trainer = Annotated[TrainerService, Depends(get_trainer_service)]
 
 router = APIRouter(tags=["trainer"])
 
 
-def train_model(name: str, body: TrainModelRequest, trainer: Trainer) -> TrainModelResponse:
-    outcome = trainer.train_model(name, body)
+def job_response(job: JobRecord) -> JobResponse:
+    return JobResponse(
+        job_id=job.job_id,
+        model=job.model,
+        version=job.version,
+        status=job.status,  # type: ignore[arg-type]  # the table only holds the four states
+        progress=job.progress,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=JobError(**job.error) if job.error else None,
+        training_results=job.training_results,
+    )
+
+
+def accepted(job: JobRecord) -> JSONResponse:
+    link = f"/train/jobs/{job.job_id}"
+    body = JobAcceptedResponse(job_id=job.job_id, status=job.status, links=JobLinks(self=link))
+    return JSONResponse(body.model_dump(by_alias=True), status_code=202, headers={"Location": link})
+
+
+def train_model(
+    name: str,
+    body: TrainModelRequest,
+    trainer: Trainer,
+    prefer: Annotated[str | None, Header()] = None,
+) -> TrainModelResponse | JSONResponse:
+    respond_async = prefer is not None and "respond-async" in prefer.lower()
+    outcome = trainer.train_model(name, body, respond_async)
+    if not isinstance(outcome, TrainingOutcome):
+        return accepted(outcome)
     return TrainModelResponse(
         message=f"Model {outcome.model}_{outcome.version} trained and saved.",
         model=outcome.model,
@@ -26,21 +66,34 @@ def train_model(name: str, body: TrainModelRequest, trainer: Trainer) -> TrainMo
 
 
 # The seed's route and the one the old stack's clients call behave the same.
-router.add_api_route(
-    "/train/model/{name}", train_model, methods=["POST"], response_model=TrainModelResponse, operation_id="train_model"
-)
-router.add_api_route(
-    "/train/{name}", train_model, methods=["POST"], response_model=TrainModelResponse, operation_id="train_model_short"
-)
+for path, operation_id in (("/train/model/{name}", "train_model"), ("/train/{name}", "train_model_short")):
+    router.add_api_route(
+        path,
+        train_model,
+        methods=["POST"],
+        response_model=TrainModelResponse,
+        responses={202: {"model": JobAcceptedResponse, "description": "Continues as a job"}},
+        operation_id=operation_id,
+    )
 
-jobs_router = pending_router(
-    "trainer",
-    [
-        ("GET", "/train/jobs", "list_training_jobs"),
-        ("GET", "/train/jobs/{job_id}", "get_training_job"),
-        ("POST", "/datasets", "create_dataset"),
-    ],
-)
 
-app = create_app("trainer", [router, jobs_router])
+@router.get("/train/jobs", response_model=list[JobResponse], operation_id="list_training_jobs")
+def list_training_jobs(
+    trainer: Trainer, model: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
+) -> list[JobResponse]:
+    return [job_response(job) for job in trainer.list_jobs(model, limit)]
+
+
+@router.get("/train/jobs/{job_id}", response_model=JobResponse, operation_id="get_training_job")
+def get_training_job(job_id: str, trainer: Trainer) -> JobResponse:
+    return job_response(trainer.get_job(job_id))
+
+
+@router.post("/datasets", response_model=DatasetResponse, status_code=201, operation_id="create_dataset")
+def create_dataset(body: CreateDatasetRequest, trainer: Trainer) -> DatasetResponse:
+    upload = trainer.create_dataset(body.format)
+    return DatasetResponse(dataset_id=upload.dataset_id, upload_url=upload.upload_url, expires_at=upload.expires_at)
+
+
+app = create_app("trainer", [router])
 handler = wrap_handler(Mangum(app, lifespan="off"))

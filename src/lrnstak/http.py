@@ -88,7 +88,15 @@ class JsonBodyMiddleware:
             message = f"The body must be JSON (Content-Type: application/json), not {content_type.decode('latin-1')!r}."
             await error_response(Request(scope), 415, "unsupported_media_type", message)(scope, receive, send)
             return
-        body = await _read_body(receive)
+        limit = get_settings().max_request_bytes
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"0")
+        if int(declared or b"0") > limit:
+            await _too_large(scope, receive, send, int(declared), limit)
+            return
+        body = await _read_body(receive, limit)
+        if body is None:
+            await _too_large(scope, receive, send, None, limit)
+            return
         if _has_non_finite_number(body):
             message = "The body contains NaN or Infinity, which are not JSON: send null for a missing value."
             await error_response(Request(scope), 400, "invalid_json", message)(scope, receive, send)
@@ -96,13 +104,28 @@ class JsonBodyMiddleware:
         await self.app(scope, _replay(body), send)
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The whole body, or None as soon as it passes the limit (a body sent without a Content-Length)."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, size: int | None, limit: int) -> None:
+    told = f"{size} bytes" if size is not None else "larger than that"
+    message = (
+        f"The request body is {told}; the limit is {limit} bytes. Upload large data through POST /datasets "
+        'and send {"dataset": "<dataset_id>"} instead of inline rows.'
+    )
+    await error_response(Request(scope), 413, "too_large", message, {"limit_bytes": limit})(scope, receive, send)
 
 
 def _replay(body: bytes) -> Receive:

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     models_bucket: ResourceName
     registry_table: ResourceName
     cache_table: ResourceName
+    jobs_table: ResourceName
+    training_queue_url: ResourceName
 
     # A model answered inline as base64 must fit a Lambda response (6 MB) with room for the rest.
     inline_model_limit_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -28,6 +30,14 @@ class Settings(BaseSettings):
     aws_retry_mode: str = Field(default="standard", pattern="^(standard|adaptive|legacy)$")
     # Optimistic-concurrency retries when several writers update the same model at once.
     registry_write_attempts: int = Field(default=25, ge=1, le=100)
+    # API Gateway cuts a request at ~29 s: training that takes longer continues as a job (202).
+    sync_training_budget_seconds: float = Field(default=25.0, gt=0, le=28)
+    # The worker function's timeout; a job running longer than this has died with its worker.
+    worker_timeout_seconds: int = Field(default=900, ge=10, le=900)
+    # Lambda takes at most 6 MB of request; larger data goes through POST /datasets.
+    max_request_bytes: int = Field(default=6 * 1024 * 1024, gt=0)
+    # Finished jobs are kept this long, then DynamoDB's TTL removes them.
+    job_retention_days: int = Field(default=30, ge=1, le=365)
 
 
 @lru_cache(maxsize=1)

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from lrnstak.local.bootstrap import create_resources, physical_names
+from lrnstak.local.bootstrap import create_resources
 from lrnstak.local.server import EmbeddedAws
 from lrnstak.local.template import Template
-from lrnstak.settings import Settings
-from lrnstak.storage.clients import AwsClients, build_clients
+from lrnstak.storage.clients import build_clients
 
 from support.events import rest_v1_event
 from support.models import joblib_bytes, linear_regression
@@ -70,7 +69,6 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def environment(moto_endpoint: str) -> dict[str, str]:
     template = Template.load()
-    names = physical_names(template, "lrnstak-built")
     variables = {
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -80,23 +78,11 @@ def environment(moto_endpoint: str) -> dict[str, str]:
         "POWERTOOLS_TRACE_DISABLED": "true",
         "PATH": os.environ.get("PATH", ""),
     }
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+        references = create_resources(template, build_clients(), "lrnstak-built")
     for function in template.functions():
-        variables.update(template.function_environment(function, names))
-    settings = Settings(
-        models_bucket=variables["MODELS_BUCKET"],
-        registry_table=variables["REGISTRY_TABLE"],
-        cache_table=variables["CACHE_TABLE"],
-    )
-    previous = os.environ.get("AWS_ENDPOINT_URL")
-    os.environ["AWS_ENDPOINT_URL"] = moto_endpoint
-    try:
-        clients: AwsClients = build_clients(settings)
-        create_resources(template, clients, names)
-    finally:
-        if previous is None:
-            os.environ.pop("AWS_ENDPOINT_URL", None)
-        else:
-            os.environ["AWS_ENDPOINT_URL"] = previous
+        variables.update(template.function_environment(function, references))
     return variables
 
 

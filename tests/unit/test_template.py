@@ -54,7 +54,7 @@ def fastapi_routes(function: str) -> set[tuple[str, str]]:
     return {(method.upper(), path) for path, operations in schema["paths"].items() for method in operations}
 
 
-@pytest.mark.parametrize("function", sorted(TEMPLATE.functions()))
+@pytest.mark.parametrize("function", TEMPLATE.http_functions())
 def test_api_gateway_routes_are_exactly_the_app_routes(function: str) -> None:
     declared = {(r.method, r.path) for r in TEMPLATE.routes() if r.function == function}
     served = fastapi_routes(function)
@@ -66,7 +66,7 @@ def test_api_gateway_routes_are_exactly_the_app_routes(function: str) -> None:
 def test_every_function_has_its_own_named_health_route() -> None:
     health = {r.path: r.function for r in TEMPLATE.routes() if r.path.startswith("/health")}
     assert health["/health"] == "RegistryFunction"
-    for function in TEMPLATE.functions():
+    for function in TEMPLATE.http_functions():
         name = re.sub("Function$", "", function).lower()
         assert health[f"/health/{name}"] == function
 

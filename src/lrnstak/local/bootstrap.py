@@ -1,5 +1,10 @@
-"""Creates the buckets and tables of template.yaml on any AWS endpoint (moto here, LocalStack too)."""
+"""Creates the buckets, tables and queues of template.yaml on any AWS endpoint (moto here, LocalStack too).
 
+Returns what `!Ref` gives for each resource (bucket and table names, queue URLs), so the functions'
+environment is resolved from the template exactly as CloudFormation would.
+"""
+
+import json
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -9,22 +14,34 @@ from lrnstak.storage.clients import AwsClients
 
 BUCKET = "AWS::S3::Bucket"
 TABLE = "AWS::DynamoDB::Table"
+QUEUE = "AWS::SQS::Queue"
 TABLE_SETTINGS = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes", "LocalSecondaryIndexes")
+QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
 
 
 def physical_names(template: Template, prefix: str) -> dict[str, str]:
-    return {
-        logical: local_physical_name(logical, prefix)
-        for logical in [*template.resources_of_type(BUCKET), *template.resources_of_type(TABLE)]
-    }
+    types = (BUCKET, TABLE, QUEUE)
+    return {logical: local_physical_name(logical, prefix) for t in types for logical in template.resources_of_type(t)}
 
 
-def create_resources(template: Template, clients: AwsClients, names: dict[str, str]) -> None:
-    """Re-runnable: what exists already is left as it is."""
+def create_resources(template: Template, clients: AwsClients, prefix: str) -> dict[str, str]:
+    """Re-runnable: what exists already is left as it is. Returns each resource's `!Ref` value."""
+    names = physical_names(template, prefix)
+    references: dict[str, str] = {}
     for logical, resource in template.resources_of_type(BUCKET).items():
         create_bucket(clients, names[logical], resource.get("Properties", {}))
+        references[logical] = names[logical]
     for logical, resource in template.resources_of_type(TABLE).items():
         create_table(clients, names[logical], resource.get("Properties", {}))
+        references[logical] = names[logical]
+    arns: dict[str, str] = {}
+    for logical, resource in _queues_in_dependency_order(template):
+        url = create_queue(clients, names[logical], resource.get("Properties", {}), arns)
+        references[logical] = url
+        arns[logical] = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+    return references
 
 
 def create_bucket(clients: AwsClients, name: str, properties: dict[str, Any]) -> None:
@@ -52,3 +69,20 @@ def create_table(clients: AwsClients, name: str, properties: dict[str, Any]) -> 
         clients.dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
         )
+
+
+def _queues_in_dependency_order(template: Template) -> list[tuple[str, dict[str, Any]]]:
+    """Dead-letter queues first: a queue's redrive policy names its dead-letter queue's ARN."""
+    queues = template.resources_of_type(QUEUE)
+    return sorted(queues.items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {}))
+
+
+def create_queue(clients: AwsClients, name: str, properties: dict[str, Any], arns: dict[str, str]) -> str:
+    attributes = {key: str(properties[key]) for key in QUEUE_ATTRIBUTES if key in properties}
+    redrive = properties.get("RedrivePolicy")
+    if redrive:
+        target = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        attributes["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": arns[target], "maxReceiveCount": int(redrive["maxReceiveCount"])}
+        )
+    return str(clients.sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])  # type: ignore[arg-type]

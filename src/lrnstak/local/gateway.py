@@ -69,7 +69,7 @@ class LocalGateway:
 
     @classmethod
     def from_template(cls, template: Template, **kwargs: Any) -> "LocalGateway":
-        apps = {name: load_function_module(template, name).app for name in template.functions()}
+        apps = {name: load_function_module(template, name).app for name in template.http_functions()}
         return cls(template.routes(), apps, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

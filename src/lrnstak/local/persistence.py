@@ -117,6 +117,10 @@ class WriteGate:
         self._closed = False
         self._dirty = False
 
+    def mark_dirty(self) -> None:
+        """A write made outside an HTTP request (a training job): save at the next tick."""
+        self._dirty = True
+
     async def run_write(self, write: Callable[[], Awaitable[None]]) -> None:
         async with self._condition:
             await self._condition.wait_for(lambda: not self._closed)

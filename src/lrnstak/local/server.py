@@ -22,10 +22,10 @@ import uvicorn
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lrnstak.local.bootstrap import BUCKET, TABLE, create_resources, physical_names
+from lrnstak.local.bootstrap import BUCKET, TABLE, create_resources
 from lrnstak.local.template import Template
 from lrnstak.settings import get_settings
-from lrnstak.storage.clients import AwsClients, get_clients
+from lrnstak.storage.clients import AwsClients, build_clients, get_clients
 
 # The local stack must never reach a real AWS account, whatever the shell has configured.
 FAKE_AWS_ENVIRONMENT = {
@@ -120,18 +120,19 @@ class LocalStack:
     template: Template
 
     def start_aws(self) -> AwsClients:
-        from lrnstak.local.persistence import StateSnapshot
+        from lrnstak.local.persistence import StateSnapshot, WriteGate
 
         self.aws = EmbeddedAws(self.settings.host, self.settings.moto_port)
         self.aws.start()
-        names = physical_names(self.template, self.settings.lrnstak_resource_prefix)
+        point_at_embedded_aws(self.aws.endpoint, {})
+        names = create_resources(self.template, build_clients(), self.settings.lrnstak_resource_prefix)
+        self.references = names
         environment = {}
         for function in self.template.functions():
             environment.update(self.template.function_environment(function, names))
         environment.pop("POWERTOOLS_SERVICE_NAME", None)
         point_at_embedded_aws(self.aws.endpoint, environment)
         clients = get_clients()
-        create_resources(self.template, clients, names)
         data_dir = self.settings.lrnstak_data_dir
         if self.settings.lrnstak_reset and data_dir.exists():
             shutil.rmtree(data_dir)
@@ -142,13 +143,30 @@ class LocalStack:
             folder=data_dir,
         )
         self.restored = self.snapshot.restore()
+        self.gate = WriteGate(self.snapshot.save)
         return clients
+
+    def start_workers(self) -> None:
+        """The queue consumers, after jobs a previous run left unfinished are put back in order."""
+        from lrnstak.local.workers import QueueWorker, recover_unfinished_jobs
+        from lrnstak.trainer.service import get_trainer_service
+
+        recover_unfinished_jobs()
+        trainer = get_trainer_service()
+        timeout = get_settings().worker_timeout_seconds
+        self.workers = [
+            QueueWorker(
+                get_clients().sqs, self.references[queue], function, timeout, trainer.abandon_job, self.gate.mark_dirty
+            )
+            for function, queue in self.template.queue_consumers()
+        ]
+        for worker in self.workers:
+            worker.start()
 
     def build_gateway(self) -> object:
         from lrnstak.local.gateway import LocalGateway
-        from lrnstak.local.persistence import WriteGate
 
-        gate = WriteGate(self.snapshot.save)
+        gate = self.gate
         tasks: list[asyncio.Task[None]] = []
 
         async def start_snapshots() -> None:
@@ -164,6 +182,8 @@ class LocalStack:
         )
 
     def stop(self) -> None:
+        for worker in getattr(self, "workers", []):
+            worker.stop()
         self.snapshot.save()
         self.aws.stop()
 
@@ -203,6 +223,7 @@ def main() -> None:
     stack.start_aws()
     try:
         gateway = stack.build_gateway()
+        stack.start_workers()
         config = uvicorn.Config(
             gateway,  # type: ignore[arg-type]
             host=settings.host,

@@ -71,6 +71,19 @@ class Template:
     def functions(self) -> dict[str, dict[str, Any]]:
         return self.resources_of_type("AWS::Serverless::Function")
 
+    def queue_consumers(self) -> list[tuple[str, str]]:
+        """(function, queue logical id) for each SQS event source."""
+        consumers = []
+        for function, resource in self.functions().items():
+            for event in resource.get("Properties", {}).get("Events", {}).values():
+                if event.get("Type") == "SQS":
+                    consumers.append((function, str(event["Properties"]["Queue"]["Fn::GetAtt"][0])))
+        return consumers
+
+    def http_functions(self) -> list[str]:
+        """Functions API Gateway invokes (the others are fed by queues)."""
+        return sorted({route.function for route in self.routes()})
+
     def function_dir(self, function: str) -> Path:
         return self.root / str(self.functions()[function]["Properties"]["CodeUri"])
 

@@ -7,7 +7,7 @@ the same numbers.
 """
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -259,7 +259,8 @@ def cross_validation(spec: TrainingSpec, pipeline: Pipeline, task: str, y: npt.N
     }
 
 
-def train(spec: TrainingSpec) -> TrainedModel:
+def train(spec: TrainingSpec, on_progress: Callable[[float], None] | None = None) -> TrainedModel:
+    """Fits every candidate on the hold-out split and keeps the best; on_progress gets 0..1 per candidate."""
     started = time.perf_counter()
     rows = check_rows(spec.rows, "training_data")
     task, inferred, reason = resolve_task(spec, rows)
@@ -285,6 +286,8 @@ def train(spec: TrainingSpec) -> TrainedModel:
         scores.append({"iteration": HOLD_OUT, "algorithm": name, **score(fitted[name], task, test_rows, y[test_at])})
         for iteration, (extra_rows, extra_y) in extra_sets.items():
             scores.append({"iteration": iteration, "algorithm": name, **score(fitted[name], task, extra_rows, extra_y)})
+        if on_progress is not None:
+            on_progress((candidates.index(name) + 1) / len(candidates))
 
     hold_out = {entry["algorithm"]: entry for entry in scores if entry["iteration"] == HOLD_OUT}
     best = min(candidates, key=lambda name: ranking_key(task, hold_out[name]))

@@ -186,7 +186,8 @@ class RegistryService:
             if record.training_data_key is None:
                 return record, []
             try:
-                return record, self._artifacts.get_json_rows(record.training_data_key)
+                rows = self._artifacts.get_json(record.training_data_key)
+                return record, rows if isinstance(rows, list) else []
             except ArtifactMissing:
                 continue  # overwritten between the two reads: read the new version's rows
         raise ServiceUnavailable("The version kept changing while it was read; retry.")
@@ -247,7 +248,7 @@ class RegistryService:
             self._artifacts.put_bytes(artifact_key, upload.model_bytes, MODEL_CONTENT_TYPE, digest)
             written.append(artifact_key)
             if training_key is not None and upload.training_rows is not None:
-                self._artifacts.put_json_rows(training_key, upload.training_rows)
+                self._artifacts.put_json(training_key, upload.training_rows)
                 written.append(training_key)
             draft = VersionRecord(
                 model=model,

@@ -51,3 +51,45 @@ class TrainModelResponse(BaseModel):
     version: str
     algorithm: str
     training_results: dict[str, Any]
+
+
+class JobLinks(BaseModel):
+    self_: str = Field(alias="self", serialization_alias="self")
+
+
+class JobAcceptedResponse(BaseModel):
+    job_id: str
+    status: str
+    links: JobLinks
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class JobResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    job_id: str
+    model: str
+    version: str | None
+    status: Literal["queued", "running", "succeeded", "failed"]
+    progress: float
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    error: JobError | None = None
+    training_results: dict[str, Any] | None = None
+
+
+class CreateDatasetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["csv", "json", "jsonl"]
+
+
+class DatasetResponse(BaseModel):
+    dataset_id: str
+    upload_url: str
+    expires_at: str

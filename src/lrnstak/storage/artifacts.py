@@ -33,13 +33,13 @@ class ArtifactStore:
                 raise ArtifactMissing(f"Artifact {key} is not in the bucket.") from error
             raise
 
-    def put_json_rows(self, key: str, rows: list[Any]) -> None:
-        body = gzip.compress(json.dumps(rows, separators=(",", ":"), allow_nan=False).encode(), mtime=0)
+    def put_json(self, key: str, document: Any) -> None:
+        """A JSON document, gzip-compressed (training rows, job requests)."""
+        body = gzip.compress(json.dumps(document, separators=(",", ":"), allow_nan=False).encode(), mtime=0)
         self.put_bytes(key, body, "application/gzip")
 
-    def get_json_rows(self, key: str) -> list[Any]:
-        rows = json.loads(gzip.decompress(self.get_bytes(key)))
-        return rows if isinstance(rows, list) else []
+    def get_json(self, key: str) -> Any:
+        return json.loads(gzip.decompress(self.get_bytes(key)))
 
     def delete_keys(self, keys: Iterable[str]) -> None:
         objects: Any = [{"Key": key} for key in keys]
@@ -48,6 +48,24 @@ class ArtifactStore:
                 self._s3.delete_objects(
                     Bucket=self._bucket, Delete={"Objects": objects[start : start + 1000], "Quiet": True}
                 )
+
+    def exists(self, key: str) -> bool:
+        try:
+            with translate_aws_errors("look for an object"):
+                self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in MISSING_OBJECT_CODES:
+                return False
+            raise
+        return True
+
+    def presigned_put_url(self, key: str, expires_in_seconds: int) -> str:
+        with translate_aws_errors("sign an upload URL"):
+            return str(
+                self._s3.generate_presigned_url(
+                    "put_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in_seconds
+                )
+            )
 
     def presigned_get_url(self, key: str, expires_in_seconds: int) -> str:
         with translate_aws_errors("sign a download URL"):

@@ -7,34 +7,39 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
-from lrnstak.settings import Settings, get_settings
+from lrnstak.settings import get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient as DynamoDBClient
     from mypy_boto3_s3 import S3Client as S3Client
+    from mypy_boto3_sqs import SQSClient as SQSClient
 else:
     DynamoDBClient = Any
     S3Client = Any
+    SQSClient = Any
 
 
 @dataclass(frozen=True)
 class AwsClients:
     s3: S3Client
     dynamodb: DynamoDBClient
+    sqs: SQSClient
 
 
-def build_clients(settings: Settings) -> AwsClients:
+def build_clients(max_attempts: int = 5, retry_mode: str = "standard") -> AwsClients:
     # AWS_ENDPOINT_URL (LocalStack, moto) and the region come from the environment, as boto3 reads them.
-    retries: Any = {"max_attempts": settings.aws_max_attempts, "mode": settings.aws_retry_mode}
+    retries: Any = {"max_attempts": max_attempts, "mode": retry_mode}
     config = Config(retries=retries, connect_timeout=5, read_timeout=30, max_pool_connections=32)
     s3_config = config.merge(Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
     session = boto3.session.Session()
     return AwsClients(
         s3=session.client("s3", config=s3_config),
         dynamodb=session.client("dynamodb", config=config),
+        sqs=session.client("sqs", config=config),
     )
 
 
 @lru_cache(maxsize=1)
 def get_clients() -> AwsClients:
-    return build_clients(get_settings())
+    settings = get_settings()
+    return build_clients(settings.aws_max_attempts, settings.aws_retry_mode)

@@ -13,8 +13,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from lrnstak.errors import InvalidInput, PayloadTooLarge, ServiceUnavailable
+from lrnstak.errors import PayloadTooLarge, ServiceUnavailable
 from lrnstak.storage.clients import DynamoDBClient
+from lrnstak.storage.documents import to_json_attribute
 from lrnstak.storage.errors import StorageConflict, error_code, translate_aws_errors
 from lrnstak.storage.records import ModelSummary, VersionRecord
 
@@ -28,7 +29,6 @@ SUMMARY_SORT_KEY = "SUMMARY"
 VERSION_PREFIX = "VERSION#"
 # A DynamoDB item holds 400 KB; the summary lists every version, and JSON documents live in the version item.
 MAX_VERSIONS_PER_MODEL = 5000
-MAX_DOCUMENT_BYTES = 300_000
 # One transaction holds 100 items: the summary plus up to 99 versions.
 MAX_VERSIONS_PER_TRANSACTION = 99
 
@@ -37,16 +37,6 @@ Item = dict[str, Any]
 
 def model_key(model: str) -> str:
     return f"MODEL#{model}"
-
-
-def to_json_attribute(value: Any, what: str) -> dict[str, str]:
-    try:
-        text = json.dumps(value, separators=(",", ":"), allow_nan=False, sort_keys=True)
-    except ValueError as error:
-        raise InvalidInput(f"{what} contains NaN or Infinity, which JSON cannot carry: {error}") from error
-    if len(text.encode()) > MAX_DOCUMENT_BYTES:
-        raise PayloadTooLarge(f"{what} is larger than {MAX_DOCUMENT_BYTES} bytes once serialised.")
-    return {"S": text}
 
 
 def version_item(record: VersionRecord) -> Item:

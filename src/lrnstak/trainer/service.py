@@ -1,18 +1,49 @@
-"""Trainer use cases: turn a training request into a registered, evaluated model version."""
+"""Trainer use cases: train and register a model now, or as a job run by the worker.
 
+A request trains synchronously within a budget (API Gateway cuts requests at ~29 s); past it, the same
+request becomes a job and the client gets 202 with the job's link. Jobs are queued on SQS and run by the
+worker function. A job whose worker died (crashed, killed, timed out) is failed by whoever next sees it
+past its lease: the worker's timeout bounds how long a job can be `running`.
+"""
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from lrnstak.errors import InvalidInput, LrnstakError
+from lrnstak.errors import InvalidInput, LrnstakError, NotFound
 from lrnstak.ml.safe_loading import dump_model
 from lrnstak.ml.training import ENGINE, TrainingSpec, train
 from lrnstak.naming import check_model_name, check_version_to_write
-from lrnstak.observability import metrics
+from lrnstak.observability import logger, metrics
 from lrnstak.registry.service import NewVersion, RegistryService, get_registry_service
 from lrnstak.schemas.trainer import TrainModelRequest
+from lrnstak.settings import get_settings
+from lrnstak.storage.artifacts import ArtifactStore
+from lrnstak.storage.clients import get_clients
+from lrnstak.storage.jobs_table import RUNNING, TERMINAL, JobRecord, JobsTable
+from lrnstak.storage.queue import JobQueue
+from lrnstak.trainer.datasets import dataset_key, parse_dataset
+
+JOB_ID_LENGTH = 32
+# Training runs beside the request thread so the request can give up waiting; a few at most per container.
+_TRAINING_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="training")
+
+
+def iso_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TrainingAbandoned(Exception):
+    """The request stopped waiting and handed the work to a job; this attempt must not register."""
 
 
 @dataclass(frozen=True)
@@ -25,11 +56,6 @@ class TrainingOutcome:
 
 def training_spec(request: TrainModelRequest, rows: list[Any]) -> TrainingSpec:
     parameters = request.parameters
-    if parameters.engine != ENGINE:
-        raise InvalidInput(
-            f"engine {parameters.engine!r} is not supported: lrnstak trains scikit-learn models (engine 'default').",
-            {"field": "parameters.engine"},
-        )
     return TrainingSpec(
         rows=rows,
         target=parameters.target_label,
@@ -48,21 +74,191 @@ def training_spec(request: TrainModelRequest, rows: list[Any]) -> TrainingSpec:
     )
 
 
-class TrainerService:
-    def __init__(self, registry: RegistryService) -> None:
-        self._registry = registry
+@dataclass(frozen=True)
+class DatasetUpload:
+    dataset_id: str
+    upload_url: str
+    expires_at: str
 
-    def train_model(self, model: str, request: TrainModelRequest) -> TrainingOutcome:
-        check_model_name(model)
-        if request.version is not None:
-            check_version_to_write(request.version)
-        rows = self._training_rows(request)
+
+def check_request(model: str, request: TrainModelRequest) -> None:
+    """What can be refused before any work is queued (a named dataset is checked by the service)."""
+    check_model_name(model)
+    if request.version is not None:
+        check_version_to_write(request.version)
+    if request.parameters.engine != ENGINE:
+        raise InvalidInput(
+            f"engine {request.parameters.engine!r} is not supported: "
+            "lrnstak trains scikit-learn models (engine 'default').",
+            {"field": "parameters.engine"},
+        )
+    inline = request.training_data is not None or request.data is not None
+    if inline and request.dataset is not None:
+        raise InvalidInput("Send rows inline (`training_data`) or name a `dataset`, not both.", {"field": "dataset"})
+    if not inline and request.dataset is None:
+        raise InvalidInput(
+            "No rows to train on: send `training_data` (or `data`) as a list of JSON objects, "
+            "or upload them through POST /datasets and send `dataset`.",
+            {"field": "training_data"},
+        )
+
+
+class TrainerService:
+    def __init__(
+        self,
+        registry: RegistryService,
+        jobs: JobsTable,
+        queue: JobQueue,
+        store: ArtifactStore,
+        *,
+        budget_seconds: float,
+        worker_timeout_seconds: int,
+        retention_days: int,
+        presigned_url_seconds: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self._jobs = jobs
+        self._queue = queue
+        self._store = store
+        self._budget = budget_seconds
+        self._worker_timeout = worker_timeout_seconds
+        self._retention_seconds = retention_days * 86_400
+        self._url_seconds = presigned_url_seconds
+        self._clock = clock
+
+    # requests ------------------------------------------------------------------------------------------
+
+    def train_model(self, model: str, request: TrainModelRequest, respond_async: bool) -> TrainingOutcome | JobRecord:
+        """Trains now and answers the outcome, or answers a queued job when asked to or out of time."""
+        self._check(model, request)
+        if respond_async or request.run_async:
+            return self.submit_job(model, request)
+        abandoned = threading.Event()
+        attempt = _TRAINING_THREADS.submit(self._train_and_register, model, request, None, abandoned)
         try:
-            trained = train(training_spec(request, rows))
+            return attempt.result(timeout=self._budget)
+        except FutureTimeout:
+            abandoned.set()
+            logger.info("training outlasted its budget; continuing as a job", extra={"model": model})
+            return self.submit_job(model, request)
+
+    def submit_job(self, model: str, request: TrainModelRequest) -> JobRecord:
+        self._check(model, request)
+        job_id = uuid.uuid4().hex
+        request_key = f"jobs/{job_id}/request.json.gz"
+        self._store.put_json(request_key, request.model_dump(mode="json", by_alias=True, exclude_none=True))
+        job = JobRecord(
+            job_id=job_id,
+            model=model,
+            version=request.version,
+            status="queued",
+            created_at=iso_now(),
+            request_key=request_key,
+            expires_at=int(self._clock()) + self._retention_seconds,
+        )
+        self._jobs.create(job)
+        try:
+            self._queue.send(job_id)
+        except LrnstakError as error:
+            self._jobs.fail(job_id, iso_now(), error.code, f"The job could not be queued: {error.message}")
+            raise
+        return job
+
+    def create_dataset(self, dataset_format: str) -> DatasetUpload:
+        """An id and a presigned S3 PUT for data too large for a request body."""
+        dataset_id = f"{uuid.uuid4().hex}.{dataset_format}"
+        url = self._store.presigned_put_url(dataset_key(dataset_id), self._url_seconds)
+        expires_at = datetime.fromtimestamp(self._clock() + self._url_seconds, UTC)
+        return DatasetUpload(dataset_id, url, expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
+
+    def get_job(self, job_id: str) -> JobRecord:
+        job = self._jobs.get(job_id) if _looks_like_job_id(job_id) else None
+        if job is None:
+            raise NotFound(f"Training job {job_id!r} does not exist.")
+        if job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < self._clock():
+            # The worker would have finished or failed the job by now: it died with it.
+            self._jobs.fail(job_id, iso_now(), "worker_lost", self._lost_worker_message(job))
+            job = self._jobs.get(job_id) or job
+        return job
+
+    def list_jobs(self, model: str | None, limit: int) -> list[JobRecord]:
+        if model is not None:
+            check_model_name(model)
+        return [self.get_job(job.job_id) for job in self._jobs.list_recent(model, limit)]
+
+    # worker --------------------------------------------------------------------------------------------
+
+    def run_job(self, job_id: str) -> None:
+        """Runs a queued job once. Redelivered messages of running or finished jobs change nothing."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            logger.warning("message for an unknown job", extra={"job_id": job_id})
+            return
+        lease = self._clock() + self._worker_timeout
+        if not self._jobs.claim(job_id, iso_now(), lease):
+            self.get_job(job_id)  # fails it if its worker is gone; otherwise another worker has it
+            return
+        try:
+            request = TrainModelRequest.model_validate(self._store.get_json(job.request_key))
+            progress = self._progress_reporter(job_id)
+            outcome = self._train_and_register(job.model, request, progress, None)
+        except LrnstakError as error:
+            self._jobs.fail(job_id, iso_now(), error.code, error.message)
+            return
+        except Exception as error:  # the job must end failed, never stay running
+            logger.exception("training job failed", extra={"job_id": job_id})
+            self._jobs.fail(job_id, iso_now(), "internal_error", f"Training stopped: {type(error).__name__}.")
+            return
+        self._jobs.succeed(job_id, iso_now(), outcome.version, outcome.algorithm, outcome.training_results)
+
+    def fail_undeliverable(self, job_id: str, receive_count: int) -> None:
+        """A message that reached the dead-letter queue: its job can no longer run."""
+        self._jobs.fail(
+            job_id,
+            iso_now(),
+            "dead_letter",
+            f"The job's message could not be processed after {receive_count} attempts and was moved to the "
+            "dead-letter queue.",
+        )
+
+    def abandon_job(self, job_id: str, reason: str) -> None:
+        """The process running the job stopped without finishing it."""
+        self._jobs.fail(job_id, iso_now(), "worker_lost", reason)
+
+    # shared --------------------------------------------------------------------------------------------
+
+    def _check(self, model: str, request: TrainModelRequest) -> None:
+        check_request(model, request)
+        if request.dataset is not None and not self._store.exists(dataset_key(request.dataset)):
+            raise InvalidInput(
+                f"Dataset {request.dataset!r} has not been uploaded: PUT the data to the upload_url that "
+                "POST /datasets gave, then train.",
+                {"field": "dataset"},
+            )
+
+    def _rows(self, request: TrainModelRequest) -> list[Any]:
+        if request.dataset is not None:
+            return parse_dataset(request.dataset, self._store.get_bytes(dataset_key(request.dataset)))
+        rows = request.training_data if request.training_data is not None else request.data
+        assert rows is not None  # check_request
+        return rows
+
+    def _train_and_register(
+        self,
+        model: str,
+        request: TrainModelRequest,
+        progress: Callable[[float], None] | None,
+        abandoned: threading.Event | None,
+    ) -> TrainingOutcome:
+        rows = self._rows(request)
+        try:
+            trained = train(training_spec(request, rows), progress)
         except LrnstakError:
             metrics.add_metric(name="TrainingFailed", unit=MetricUnit.Count, value=1)
             raise
-        seconds = float(trained.training_results["metadata"]["seconds"])
+        if abandoned is not None and abandoned.is_set():
+            raise TrainingAbandoned(model)
         parameters = {
             **request.parameters.model_dump(mode="json", exclude_none=True),
             "task": trained.task,
@@ -81,21 +277,42 @@ class TrainerService:
             ),
         )
         metrics.add_metric(name="ModelTrained", unit=MetricUnit.Count, value=1)
+        seconds = float(trained.training_results["metadata"]["seconds"])
         metrics.add_metric(name="TrainingDuration", unit=MetricUnit.Seconds, value=seconds)
         return TrainingOutcome(saved.model, saved.version, trained.algorithm, trained.training_results)
 
-    @staticmethod
-    def _training_rows(request: TrainModelRequest) -> list[Any]:
-        # `training_data` is what is fitted; the old stack's clients also send it as `data`.
-        rows = request.training_data if request.training_data is not None else request.data
-        if rows is None:
-            raise InvalidInput(
-                "No rows to train on: send `training_data` (or `data`) as a list of JSON objects.",
-                {"field": "training_data"},
-            )
-        return rows
+    def _progress_reporter(self, job_id: str) -> Callable[[float], None]:
+        def report(fraction: float) -> None:
+            self._jobs.set_progress(job_id, round(0.05 + 0.9 * fraction, 3))
+
+        return report
+
+    def _lost_worker_message(self, job: JobRecord) -> str:
+        return (
+            f"The worker stopped (crashed, was killed or timed out after {self._worker_timeout} s) "
+            f"before finishing attempt {job.attempts}."
+        )
+
+
+def _looks_like_job_id(job_id: str) -> bool:
+    return len(job_id) == JOB_ID_LENGTH and all(c in "0123456789abcdef" for c in job_id)
+
+
+def job_is_finished(job: JobRecord) -> bool:
+    return job.status in TERMINAL
 
 
 @lru_cache(maxsize=1)
 def get_trainer_service() -> TrainerService:
-    return TrainerService(get_registry_service())
+    settings = get_settings()
+    clients = get_clients()
+    return TrainerService(
+        get_registry_service(),
+        JobsTable(clients.dynamodb, settings.jobs_table),
+        JobQueue(clients.sqs, settings.training_queue_url),
+        ArtifactStore(clients.s3, settings.models_bucket),
+        budget_seconds=settings.sync_training_budget_seconds,
+        worker_timeout_seconds=settings.worker_timeout_seconds,
+        retention_days=settings.job_retention_days,
+        presigned_url_seconds=settings.presigned_url_seconds,
+    )

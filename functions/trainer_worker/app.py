@@ -1,0 +1,34 @@
+"""The training worker: runs the jobs named by the training queue's messages, and fails the jobs whose
+messages ended in the dead-letter queue. Fed by SQS (template.yaml: TrainerWorkerFunction)."""
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from lrnstak.observability import logger, metrics, tracer
+from lrnstak.settings import get_settings
+from lrnstak.storage.queue import queue_name_of
+from lrnstak.trainer.service import get_trainer_service
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def handle_record(record: SQSRecord) -> None:
+    job_id = str(json.loads(record.body)["job_id"])
+    trainer = get_trainer_service()
+    if queue_name_of(record.event_source_arn) == queue_name_of(get_settings().training_queue_url):
+        trainer.run_job(job_id)
+    else:
+        trainer.fail_undeliverable(job_id, int(record.attributes.approximate_receive_count))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(
+        process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    )
