@@ -23,6 +23,9 @@ from lrnstak.trainer.service import get_trainer_service
 
 # Lambda's event source mapping retries a failed record once its visibility timeout passes; locally, soon.
 RETRY_AFTER_SECONDS = 2
+# Short polls with the wait here, not in the embedded AWS: it answers one request at a time, and a long poll
+# would hold it for the whole wait.
+POLL_INTERVAL_SECONDS = 0.2
 
 
 def sqs_event(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
@@ -80,7 +83,7 @@ class QueueWorker(threading.Thread):
                 response = self._sqs.receive_message(
                     QueueUrl=self._url,
                     MaxNumberOfMessages=1,
-                    WaitTimeSeconds=1,
+                    WaitTimeSeconds=0,
                     VisibilityTimeout=self._timeout + 30,
                     MessageSystemAttributeNames=["All"],
                 )
@@ -88,8 +91,11 @@ class QueueWorker(threading.Thread):
                 if not self._stopping.wait(1):
                     print(f"lrnstak: queue worker could not poll: {error}", file=sys.stderr, flush=True)
                 continue
-            for message in response.get("Messages", []):
+            messages = response.get("Messages", [])
+            for message in messages:
                 self._invoke(dict(message))
+            if not messages:
+                self._stopping.wait(POLL_INTERVAL_SECONDS)
 
     def stop(self) -> None:
         self._stopping.set()
