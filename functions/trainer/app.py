@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
@@ -49,11 +49,14 @@ def accepted(job: JobRecord) -> JSONResponse:
 def train_model(
     name: str,
     body: TrainModelRequest,
+    request: Request,
     trainer: Trainer,
     prefer: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> TrainModelResponse | JSONResponse:
     respond_async = prefer is not None and "respond-async" in prefer.lower()
-    outcome = trainer.train_model(name, body, respond_async)
+    lambda_context = request.scope.get("aws.context")  # set by Mangum in Lambda
+    outcome = trainer.train_model(name, body, respond_async, idempotency_key, lambda_context)
     if not isinstance(outcome, TrainingOutcome):
         return accepted(outcome)
     return TrainModelResponse(

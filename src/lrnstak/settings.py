@@ -18,6 +18,7 @@ class Settings(BaseSettings):
     registry_table: ResourceName
     cache_table: ResourceName
     jobs_table: ResourceName
+    idempotency_table: ResourceName
     training_queue_url: ResourceName
 
     # A model answered inline as base64 must fit a Lambda response (6 MB) with room for the rest.

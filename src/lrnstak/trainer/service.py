@@ -6,20 +6,30 @@ worker function. A job whose worker died (crashed, killed, timed out) is failed 
 past its lease: the worker's timeout bounds how long a job can be `running`.
 """
 
+import hashlib
+import re
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lrnstak.errors import InvalidInput, LrnstakError, NotFound
+from lrnstak.errors import Conflict, InvalidInput, LrnstakError, NotFound, ServiceUnavailable
 from lrnstak.ml.safe_loading import dump_model
 from lrnstak.ml.training import ENGINE, TrainingSpec, train
 from lrnstak.naming import check_model_name, check_version_to_write
@@ -29,11 +39,14 @@ from lrnstak.schemas.trainer import TrainModelRequest
 from lrnstak.settings import get_settings
 from lrnstak.storage.artifacts import ArtifactStore
 from lrnstak.storage.clients import get_clients
+from lrnstak.storage.idempotency import idempotency_store
 from lrnstak.storage.jobs_table import RUNNING, TERMINAL, JobRecord, JobsTable
 from lrnstak.storage.queue import JobQueue
 from lrnstak.trainer.datasets import dataset_key, parse_dataset
 
 JOB_ID_LENGTH = 32
+IDEMPOTENCY_SECONDS = 3600
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
 # Training runs beside the request thread so the request can give up waiting; a few at most per container.
 _TRAINING_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="training")
 
@@ -115,6 +128,7 @@ class TrainerService:
         worker_timeout_seconds: int,
         retention_days: int,
         presigned_url_seconds: int,
+        idempotency: BasePersistenceLayer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._registry = registry
@@ -126,12 +140,59 @@ class TrainerService:
         self._retention_seconds = retention_days * 86_400
         self._url_seconds = presigned_url_seconds
         self._clock = clock
+        self._answer_once: Callable[..., dict[str, Any]] | None = None
+        self._idempotency_config: IdempotencyConfig | None = None
+        if idempotency is not None:
+            config = self._idempotency_config = IdempotencyConfig(
+                event_key_jmespath="[model, key]",
+                payload_validation_jmespath="request_sha256",
+                expires_after_seconds=IDEMPOTENCY_SECONDS,
+            )
+            self._answer_once = idempotent_function(
+                data_keyword_argument="call", persistence_store=idempotency, config=config
+            )(self._recorded_answer)
 
     # requests ------------------------------------------------------------------------------------------
 
-    def train_model(self, model: str, request: TrainModelRequest, respond_async: bool) -> TrainingOutcome | JobRecord:
-        """Trains now and answers the outcome, or answers a queued job when asked to or out of time."""
+    def train_model(
+        self,
+        model: str,
+        request: TrainModelRequest,
+        respond_async: bool,
+        idempotency_key: str | None = None,
+        lambda_context: Any = None,
+    ) -> TrainingOutcome | JobRecord:
+        """Trains now and answers the outcome, or answers a queued job when asked to or out of time.
+
+        With an Idempotency-Key, a retry within an hour gets the first answer and trains nothing again.
+        """
         self._check(model, request)
+        if idempotency_key is None or self._answer_once is None:
+            return self._answer(model, request, respond_async)
+        if not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+            raise InvalidInput("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces.")
+        digest = hashlib.sha256(request.model_dump_json(by_alias=True).encode()).hexdigest()
+        call = {"model": model, "key": idempotency_key, "request_sha256": f"{digest}:{respond_async}"}
+        if self._idempotency_config is not None:
+            # The "in progress" mark lasts as long as this invocation can, so a crash frees the key.
+            context = lambda_context or _Deadline(self._budget + 5)
+            self._idempotency_config.register_lambda_context(cast(LambdaContext, context))
+        try:
+            recorded = self._answer_once(call=call, request=request, respond_async=respond_async)
+        except IdempotencyValidationError:
+            raise InvalidInput(
+                "This Idempotency-Key was used in the last hour for a different request: use a new key."
+            ) from None
+        except IdempotencyAlreadyInProgressError:
+            raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.") from None
+        except IdempotencyPersistenceLayerError as error:
+            raise ServiceUnavailable(f"Idempotency records are unavailable: {error}") from error
+        return _from_record(recorded)
+
+    def _recorded_answer(self, call: dict[str, Any], request: TrainModelRequest, respond_async: bool) -> dict[str, Any]:
+        return _to_record(self._answer(str(call["model"]), request, respond_async))
+
+    def _answer(self, model: str, request: TrainModelRequest, respond_async: bool) -> TrainingOutcome | JobRecord:
         if respond_async or request.run_async:
             return self.submit_job(model, request)
         abandoned = threading.Event()
@@ -294,6 +355,27 @@ class TrainerService:
         )
 
 
+class _Deadline:
+    """What Powertools reads of a Lambda context, for requests served outside Lambda."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._end - time.monotonic()) * 1000))
+
+
+def _to_record(answer: TrainingOutcome | JobRecord) -> dict[str, Any]:
+    kind = "trained" if isinstance(answer, TrainingOutcome) else "job"
+    return {"kind": kind, "answer": asdict(answer)}
+
+
+def _from_record(record: dict[str, Any]) -> TrainingOutcome | JobRecord:
+    if record["kind"] == "trained":
+        return TrainingOutcome(**record["answer"])
+    return JobRecord(**record["answer"])
+
+
 def _looks_like_job_id(job_id: str) -> bool:
     return len(job_id) == JOB_ID_LENGTH and all(c in "0123456789abcdef" for c in job_id)
 
@@ -315,4 +397,5 @@ def get_trainer_service() -> TrainerService:
         worker_timeout_seconds=settings.worker_timeout_seconds,
         retention_days=settings.job_retention_days,
         presigned_url_seconds=settings.presigned_url_seconds,
+        idempotency=idempotency_store(clients.dynamodb, settings.idempotency_table),
     )
