@@ -16,8 +16,21 @@ from lrnstak.trainer.service import get_trainer_service
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
+def job_id_of(record: SQSRecord) -> str | None:
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        return None
+    job_id = body.get("job_id") if isinstance(body, dict) else None
+    return job_id if isinstance(job_id, str) else None
+
+
 def handle_record(record: SQSRecord) -> None:
-    job_id = str(json.loads(record.body)["job_id"])
+    job_id = job_id_of(record)
+    if job_id is None:
+        # Retrying cannot help a message that names no job: it is logged and consumed.
+        logger.warning("message names no job", extra={"message_id": record.message_id})
+        return
     trainer = get_trainer_service()
     if queue_name_of(record.event_source_arn) == queue_name_of(get_settings().training_queue_url):
         trainer.run_job(job_id)

@@ -263,6 +263,8 @@ def train(spec: TrainingSpec, on_progress: Callable[[float], None] | None = None
     """Fits every candidate on the hold-out split and keeps the best; on_progress gets 0..1 per candidate."""
     started = time.perf_counter()
     rows = check_rows(spec.rows, "training_data")
+    if not any(spec.target in row for row in rows):
+        raise InvalidInput(f"The target {spec.target!r} is not a column of the rows.", {"target": spec.target})
     task, inferred, reason = resolve_task(spec, rows)
     candidates = resolve_candidates(spec.algorithms, task)
     check_hyper(spec.hyper, candidates)

@@ -20,10 +20,14 @@ RETRYABLE_CODES = frozenset(
         "InternalError",
         "TransactionInProgressException",
         "LimitExceededException",
+        "RequestThrottled",
+        "KmsThrottled",
     }
 )
 # A table or bucket that is not there means a deployment that is not ready, not a client mistake.
-MISSING_RESOURCE_CODES = frozenset({"ResourceNotFoundException", "NoSuchBucket"})
+MISSING_RESOURCE_CODES = frozenset(
+    {"ResourceNotFoundException", "NoSuchBucket", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+)
 
 
 class StorageConflict(LrnstakError):

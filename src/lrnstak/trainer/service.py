@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -47,8 +47,6 @@ from lrnstak.trainer.datasets import dataset_key, parse_dataset
 JOB_ID_LENGTH = 32
 IDEMPOTENCY_SECONDS = 3600
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-# Training runs beside the request thread so the request can give up waiting; a few at most per container.
-_TRAINING_THREADS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="training")
 
 
 def iso_now() -> str:
@@ -65,6 +63,44 @@ class TrainingOutcome:
     version: str
     algorithm: str
     training_results: dict[str, Any]
+
+
+class _Attempt:
+    """A synchronous training attempt that the request may give up on, but only before it starts saving:
+    abandoning and starting to save are one decision, so a model is never registered by both the attempt
+    and the job that replaced it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "training"
+        self._future: Future[TrainingOutcome] = Future()
+
+    def run(self, work: Callable[..., TrainingOutcome], *args: Any) -> None:
+        try:
+            self._future.set_result(work(*args))
+        except BaseException as error:
+            self._future.set_exception(error)
+
+    def result(self, timeout: float | None) -> TrainingOutcome:
+        return self._future.result(timeout=timeout)
+
+    def exception(self, timeout: float | None) -> BaseException | None:
+        """How the attempt ended (None: it registered a version); waits for it like Future.exception."""
+        return self._future.exception(timeout=timeout)
+
+    def begin_saving(self) -> bool:
+        with self._lock:
+            if self._state == "abandoned":
+                return False
+            self._state = "saving"
+            return True
+
+    def abandon(self) -> bool:
+        with self._lock:
+            if self._state == "saving":
+                return False
+            self._state = "abandoned"
+            return True
 
 
 def training_spec(request: TrainModelRequest, rows: list[Any]) -> TrainingSpec:
@@ -195,12 +231,19 @@ class TrainerService:
     def _answer(self, model: str, request: TrainModelRequest, respond_async: bool) -> TrainingOutcome | JobRecord:
         if respond_async or request.run_async:
             return self.submit_job(model, request)
-        abandoned = threading.Event()
-        attempt = _TRAINING_THREADS.submit(self._train_and_register, model, request, None, abandoned)
+        attempt = _Attempt()
+        thread = threading.Thread(
+            target=attempt.run,
+            args=(self._train_and_register, model, request, None, attempt),
+            name="training-attempt",
+            daemon=True,
+        )
+        thread.start()
         try:
             return attempt.result(timeout=self._budget)
         except FutureTimeout:
-            abandoned.set()
+            if not attempt.abandon():
+                return attempt.result(timeout=None)  # already saving: its answer is moments away
             logger.info("training outlasted its budget; continuing as a job", extra={"model": model})
             return self.submit_job(model, request)
 
@@ -221,8 +264,12 @@ class TrainerService:
         self._jobs.create(job)
         try:
             self._queue.send(job_id)
-        except LrnstakError as error:
-            self._jobs.fail(job_id, iso_now(), error.code, f"The job could not be queued: {error.message}")
+        except Exception as error:
+            # A job with no message would stay queued forever: it ends here, failed, with the reason.
+            known = isinstance(error, LrnstakError)
+            code = error.code if known else "internal_error"
+            reason = error.message if known else type(error).__name__
+            self._jobs.fail(job_id, iso_now(), code, f"The job could not be queued: {reason}")
             raise
         return job
 
@@ -275,11 +322,13 @@ class TrainerService:
 
     def fail_undeliverable(self, job_id: str, receive_count: int) -> None:
         """A message that reached the dead-letter queue: its job can no longer run."""
+        # SQS keeps counting receives in the dead-letter queue: this delivery is one of them.
+        attempts = max(receive_count - 1, 1)
         self._jobs.fail(
             job_id,
             iso_now(),
             "dead_letter",
-            f"The job's message could not be processed after {receive_count} attempts and was moved to the "
+            f"The job's message could not be processed after {attempts} attempts and was moved to the "
             "dead-letter queue.",
         )
 
@@ -310,7 +359,7 @@ class TrainerService:
         model: str,
         request: TrainModelRequest,
         progress: Callable[[float], None] | None,
-        abandoned: threading.Event | None,
+        attempt: "_Attempt | None",
     ) -> TrainingOutcome:
         rows = self._rows(request)
         try:
@@ -318,7 +367,7 @@ class TrainerService:
         except LrnstakError:
             metrics.add_metric(name="TrainingFailed", unit=MetricUnit.Count, value=1)
             raise
-        if abandoned is not None and abandoned.is_set():
+        if attempt is not None and not attempt.begin_saving():
             raise TrainingAbandoned(model)
         parameters = {
             **request.parameters.model_dump(mode="json", exclude_none=True),
