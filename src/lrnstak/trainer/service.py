@@ -40,7 +40,7 @@ from lrnstak.settings import get_settings
 from lrnstak.storage.artifacts import ArtifactStore
 from lrnstak.storage.clients import get_clients
 from lrnstak.storage.idempotency import idempotency_store
-from lrnstak.storage.jobs_table import RUNNING, TERMINAL, JobRecord, JobsTable
+from lrnstak.storage.jobs_table import RUNNING, JobRecord, JobsTable
 from lrnstak.storage.queue import JobQueue
 from lrnstak.trainer.datasets import dataset_key, parse_dataset
 
@@ -266,9 +266,10 @@ class TrainerService:
             self._queue.send(job_id)
         except Exception as error:
             # A job with no message would stay queued forever: it ends here, failed, with the reason.
-            known = isinstance(error, LrnstakError)
-            code = error.code if known else "internal_error"
-            reason = error.message if known else type(error).__name__
+            if isinstance(error, LrnstakError):
+                code, reason = error.code, error.message
+            else:
+                code, reason = "internal_error", type(error).__name__
             self._jobs.fail(job_id, iso_now(), code, f"The job could not be queued: {reason}")
             raise
         return job
@@ -284,16 +285,19 @@ class TrainerService:
         job = self._jobs.get(job_id) if _looks_like_job_id(job_id) else None
         if job is None:
             raise NotFound(f"Training job {job_id!r} does not exist.")
-        if job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < self._clock():
-            # The worker would have finished or failed the job by now: it died with it.
-            self._jobs.fail(job_id, iso_now(), "worker_lost", self._lost_worker_message(job))
-            job = self._jobs.get(job_id) or job
-        return job
+        return self._with_lease_enforced(job)
 
     def list_jobs(self, model: str | None, limit: int) -> list[JobRecord]:
         if model is not None:
             check_model_name(model)
-        return [self.get_job(job.job_id) for job in self._jobs.list_recent(model, limit)]
+        return [self._with_lease_enforced(job) for job in self._jobs.list_recent(model, limit)]
+
+    def _with_lease_enforced(self, job: JobRecord) -> JobRecord:
+        if job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < self._clock():
+            # The worker would have finished or failed the job by now: it died with it.
+            self._jobs.fail(job.job_id, iso_now(), "worker_lost", self._lost_worker_message(job))
+            return self._jobs.get(job.job_id) or job
+        return job
 
     # worker --------------------------------------------------------------------------------------------
 
@@ -427,10 +431,6 @@ def _from_record(record: dict[str, Any]) -> TrainingOutcome | JobRecord:
 
 def _looks_like_job_id(job_id: str) -> bool:
     return len(job_id) == JOB_ID_LENGTH and all(c in "0123456789abcdef" for c in job_id)
-
-
-def job_is_finished(job: JobRecord) -> bool:
-    return job.status in TERMINAL
 
 
 @lru_cache(maxsize=1)
