@@ -1,17 +1,128 @@
-"""The predict function: serves predictions from registered models (issue: predict)."""
+"""The predict function: serves predictions from registered models, in JSON or CSV."""
 
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from mangum import Mangum
+from pydantic import ValidationError
 
-from lrnstak.http import create_app, pending_router, wrap_handler
+from lrnstak.errors import PayloadTooLarge
+from lrnstak.http import create_app, media_type_of, pending_router, wrap_handler
+from lrnstak.naming import LATEST
+from lrnstak.predict.service import (
+    PredictService,
+    column_order,
+    csv_answer,
+    get_predict_service,
+    rows_from_columns,
+    rows_from_csv,
+)
+from lrnstak.schemas.predict import PredictionEntry, PredictModelRequest
+from lrnstak.settings import get_settings
 
-router = pending_router(
+CSV_MEDIA_TYPE = "text/csv"
+JSON_MEDIA_TYPE = "application/json"
+MODEL_VERSION_HEADER = "X-Model-Version"
+
+Predictor = Annotated[PredictService, Depends(get_predict_service)]
+
+
+async def read_body(request: Request) -> bytes:
+    # A body that is JSON or CSV: read here, so the route itself can run on a worker thread.
+    return await request.body()
+
+
+RawBody = Annotated[bytes, Depends(read_body)]
+
+router = APIRouter(tags=["predict"])
+
+
+def read_request(body: bytes, content_type: str | None) -> tuple[PredictModelRequest, list[str] | None]:
+    """The request, and the CSV header when the body is CSV (its options come from the query string)."""
+    if content_type is not None and media_type_of(content_type) == CSV_MEDIA_TYPE:
+        columns, rows = rows_from_csv(body)
+        return PredictModelRequest.model_construct(data=rows), columns
+    try:
+        return PredictModelRequest.model_validate_json(body), None
+    except ValidationError as error:
+        raise RequestValidationError(error.errors(include_url=False)) from None
+
+
+def wants_csv(accept: str | None) -> bool:
+    """CSV when the client prefers text/csv to application/json; JSON for anything else, wildcards included."""
+    weights: dict[str, float] = {}
+    for part in (accept or "").split(","):
+        media_type, *parameters = part.split(";")
+        weight = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[media_type.strip().lower()] = weight
+    return weights.get(CSV_MEDIA_TYPE, 0.0) > max(0.0, weights.get(JSON_MEDIA_TYPE, 0.0))
+
+
+def checked_size(response: Response) -> Response:
+    limit = get_settings().max_response_bytes
+    if len(response.body) > limit:
+        raise PayloadTooLarge(
+            f"The answer is {len(response.body)} bytes; the limit is {limit}. Send fewer rows per request, "
+            'or "include_input": false to leave the rows out of the answer.',
+            {"limit_bytes": limit},
+        )
+    return response
+
+
+def first_set(*values: bool | None, default: bool) -> bool:
+    return next((value for value in values if value is not None), default)
+
+
+@router.post(
+    "/predict/model/{name}",
+    response_model=list[PredictionEntry],
+    operation_id="predict",
+    responses={200: {"content": {CSV_MEDIA_TYPE: {}}, "description": "One entry per row, in JSON or CSV"}},
+)
+def predict(
+    name: str,
+    body: RawBody,
+    predictor: Predictor,
+    content_type: Annotated[str | None, Header()] = None,
+    accept: Annotated[str | None, Header()] = None,
+    version: str | None = None,
+    include_input: bool | None = None,
+    probabilities: bool | None = None,
+) -> Response:
+    request, csv_columns = read_request(body, content_type)
+    rows = rows_from_columns(request.columns, request.data) if request.columns is not None else request.data
+    keep_input = first_set(request.include_input, include_input, default=True)
+    prediction = predictor.predict(
+        name,
+        request.version or version or LATEST,
+        rows,
+        include_input=keep_input,
+        probabilities=first_set(request.probabilities, probabilities, default=False),
+    )
+    headers = {MODEL_VERSION_HEADER: prediction.version}
+    if wants_csv(accept):
+        columns = csv_columns or request.columns or column_order(rows)
+        answer = csv_answer(prediction, columns, keep_input)
+        return checked_size(Response(answer, media_type=CSV_MEDIA_TYPE, headers=headers))
+    return checked_size(JSONResponse(prediction.entries, headers=headers))
+
+
+pending = pending_router(
     "predict",
     [
-        ("POST", "/predict/model/{name}", "predict"),
         ("POST", "/predict/model/{name}/batch", "predict_batch"),
         ("GET", "/predict/jobs/{job_id}", "get_prediction_job"),
     ],
 )
 
-app = create_app("predict", [router])
+app = create_app("predict", [router, pending], extra_media_types=[CSV_MEDIA_TYPE])
 handler = wrap_handler(Mangum(app, lifespan="off"))

@@ -71,21 +71,25 @@ class JsonBodyMiddleware:
 
     API Gateway test events and the old stack's clients (`requests.post(url, data=json.dumps(...))`) send
     JSON without the header; FastAPI would otherwise not parse it. Media types compare case-insensitively
-    (old clients send `Application/json`).
+    (old clients send `Application/json`). An app may accept more media types (predict takes `text/csv`);
+    its routes then read such bodies themselves. The size limit applies to every body.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, extra_media_types: Iterable[str] = ()) -> None:
         self.app = app
+        self.extra_media_types = frozenset(media_type.lower() for media_type in extra_media_types)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in BODY_METHODS:
             await self.app(scope, receive, send)
             return
         content_type = next((value for name, value in scope["headers"] if name == b"content-type"), None)
+        is_json = content_type is None or _is_json_media_type(content_type.decode("latin-1"))
         if content_type is None:
             scope = {**scope, "headers": [*scope["headers"], (b"content-type", b"application/json")]}
-        elif not _is_json_media_type(content_type.decode("latin-1")):
-            message = f"The body must be JSON (Content-Type: application/json), not {content_type.decode('latin-1')!r}."
+        elif not is_json and media_type_of(content_type.decode("latin-1")) not in self.extra_media_types:
+            accepted = " or ".join(["JSON (Content-Type: application/json)", *sorted(self.extra_media_types)])
+            message = f"The body must be {accepted}, not {content_type.decode('latin-1')!r}."
             await error_response(Request(scope), 415, "unsupported_media_type", message)(scope, receive, send)
             return
         limit = get_settings().max_request_bytes
@@ -97,7 +101,7 @@ class JsonBodyMiddleware:
         if body is None:
             await _too_large(scope, receive, send, None, limit)
             return
-        if _has_non_finite_number(body):
+        if is_json and _has_non_finite_number(body):
             message = "The body contains NaN or Infinity, which are not JSON: send null for a missing value."
             await error_response(Request(scope), 400, "invalid_json", message)(scope, receive, send)
             return
@@ -186,8 +190,13 @@ class EncodedSlashMiddleware:
         await self.app(scope, receive, send)
 
 
+def media_type_of(content_type: str) -> str:
+    """`Text/CSV; charset=utf-8` -> `text/csv`."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _is_json_media_type(content_type: str) -> bool:
-    media_type = content_type.split(";", 1)[0].strip().lower()
+    media_type = media_type_of(content_type)
     return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
 
 
@@ -264,13 +273,14 @@ def health_router(function_name: str) -> APIRouter:
     return router
 
 
-def create_app(function_name: str, routers: Iterable[APIRouter]) -> FastAPI:
+def create_app(function_name: str, routers: Iterable[APIRouter], extra_media_types: Iterable[str] = ()) -> FastAPI:
+    """One function's app. `extra_media_types`: body media types its routes read besides JSON (else 415)."""
     app = FastAPI(title=f"lrnstak {function_name}", version=__version__, openapi_url=None)
     install_error_handlers(app)
     app.include_router(health_router(function_name))
     for router in routers:
         app.include_router(router)
-    app.add_middleware(JsonBodyMiddleware)
+    app.add_middleware(JsonBodyMiddleware, extra_media_types=tuple(extra_media_types))
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

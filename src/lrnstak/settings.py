@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=6 * 1024 * 1024, gt=0)
     # Finished jobs are kept this long, then DynamoDB's TTL removes them.
     job_retention_days: int = Field(default=30, ge=1, le=365)
+    # Predict: a warm function serves a cached model this long before re-reading its registry item, so an
+    # overwritten or deleted version is served for at most this long after the registry changed.
+    model_cache_revalidate_seconds: float = Field(default=2.0, ge=0, le=300)
+    # Predict: artifact bytes of the models a warm function keeps loaded (LRU); a larger model is not cached.
+    model_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # Lambda answers at most 6 MB; predict refuses a larger answer (413) rather than let the invocation fail.
+    max_response_bytes: int = Field(default=6 * 1024 * 1024 - 64 * 1024, gt=0)
 
 
 @lru_cache(maxsize=1)

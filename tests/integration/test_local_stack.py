@@ -63,7 +63,7 @@ def test_unknown_routes_and_methods_get_the_error_shape(http: httpx.Client) -> N
 
 
 def test_routes_of_functions_not_built_yet_answer_501(http: httpx.Client) -> None:
-    response = http.post("/predict/model/some-model", json={"data": []})
+    response = http.post("/predict/model/some-model/batch", json={"data": []})
     assert response.status_code == 501
     assert response.json()["error"]["code"] == "not_implemented"
 

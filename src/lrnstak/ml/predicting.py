@@ -1,0 +1,256 @@
+"""Predictions from a loaded model: rows checked against what the model was fitted on, answers as JSON values.
+
+A pipeline lrnstak trained takes the rows themselves (its rules and row-to-matrix step come with it); its
+version's feature schema says which raw columns it reads and the kind each had at training. A model
+uploaded through POST /models is an arbitrary estimator: it gets a float matrix whose columns are the
+version's `parameters.feature_labels`, or the estimator's own `feature_names_in_`.
+
+Everything that depends only on the model is worked out once, in `prepare_model`, when the model is loaded.
+"""
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from lrnstak.errors import InvalidInput
+from lrnstak.ml.frame import CATEGORICAL, NUMERIC, as_number, is_missing
+
+Row = dict[str, Any]
+# How many row numbers an error names per column; the count says how many there were in all.
+ROWS_NAMED = 10
+
+# An estimator fitted on a DataFrame warns on every call with an array. Its array is built in
+# feature_names_in_ order on purpose, so the warning says nothing (and would fill the logs).
+warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+
+
+@dataclass(frozen=True)
+class RowInputs:
+    """A pipeline lrnstak trained: it reads these raw columns from each row."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    # Columns the saved feature rules consume (dates, arrays...): passed to the pipeline as they came.
+    rule_inputs: tuple[str, ...]
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return (*self.numeric, *self.categorical, *self.rule_inputs)
+
+
+@dataclass(frozen=True)
+class MatrixInputs:
+    """An uploaded estimator: a float matrix with these columns, in this order (None: nobody said which)."""
+
+    columns: tuple[str, ...] | None
+    # The number of columns the estimator was fitted on, when it knows.
+    n_features: int | None
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return self.columns or ()
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    estimator: Any
+    inputs: RowInputs | MatrixInputs
+    # Keys of the `probabilities` object, one per column of predict_proba; None without predict_proba.
+    probability_keys: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Predictions:
+    values: list[Any]
+    probabilities: list[dict[str, Any]] | None
+
+
+def prepare_model(estimator: Any, feature_schema: dict[str, Any] | None, parameters: dict[str, Any]) -> ServedModel:
+    """What predicting needs to know about a model, worked out once when it is loaded."""
+    inputs: RowInputs | MatrixInputs
+    if feature_schema is not None:
+        kinds = {feature["name"]: feature["kind"] for feature in feature_schema.get("features", [])}
+        inputs = RowInputs(
+            numeric=tuple(name for name, kind in kinds.items() if kind == NUMERIC),
+            categorical=tuple(name for name, kind in kinds.items() if kind == CATEGORICAL),
+            rule_inputs=tuple(feature_schema.get("rule_inputs", [])),
+        )
+    else:
+        inputs = MatrixInputs(_matrix_columns(estimator, parameters), _n_features(estimator))
+    return ServedModel(estimator, inputs, _probability_keys(estimator))
+
+
+def _matrix_columns(estimator: Any, parameters: dict[str, Any]) -> tuple[str, ...] | None:
+    labels = parameters.get("feature_labels")
+    if isinstance(labels, list) and labels and all(isinstance(label, str) for label in labels):
+        return tuple(labels)
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None:
+        return tuple(str(name) for name in np.asarray(names).tolist())
+    return None
+
+
+def _n_features(estimator: Any) -> int | None:
+    count = getattr(estimator, "n_features_in_", None)
+    return int(count) if isinstance(count, int | np.integer) else None
+
+
+def _probability_keys(estimator: Any) -> tuple[str, ...] | None:
+    # Pipelines and meta-estimators only have predict_proba when their final estimator does.
+    if not callable(getattr(estimator, "predict_proba", None)):
+        return None
+    classes = getattr(estimator, "classes_", None)
+    if not isinstance(classes, np.ndarray) or classes.ndim != 1:
+        return None  # multi-output classifiers keep a list of class arrays, one per output: not offered
+    return tuple(_key(label) for label in to_json(classes.tolist()))
+
+
+def _key(label: Any) -> str:
+    # JSON object keys are text; a boolean class reads as it does in JSON.
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    return str(label)
+
+
+def predict(model: ServedModel, rows: Sequence[Row], with_probabilities: bool) -> Predictions:
+    """Checks the rows against the model's inputs, predicts, and converts the answers to JSON values."""
+    if with_probabilities and model.probability_keys is None:
+        raise InvalidInput(
+            "This model gives no class probabilities (it has no predict_proba): leave out `probabilities`.",
+            {"field": "probabilities"},
+        )
+    features = model_input(model.inputs, rows)
+    if not rows:
+        return Predictions([], [] if with_probabilities else None)  # estimators refuse zero rows
+    try:
+        values = model.estimator.predict(features)
+        probabilities = model.estimator.predict_proba(features) if with_probabilities else None
+    except InvalidInput:
+        raise
+    except (ValueError, TypeError) as error:
+        # scikit-learn's own words: NaN where the estimator takes none, a value it cannot use...
+        raise InvalidInput(f"The model could not predict from these rows: {error}") from error
+    return Predictions(
+        values=to_json(np.asarray(values).tolist()),
+        probabilities=_probability_objects(probabilities, model.probability_keys),
+    )
+
+
+def _probability_objects(probabilities: Any, keys: tuple[str, ...] | None) -> list[dict[str, Any]] | None:
+    if probabilities is None or keys is None:
+        return None
+    return [dict(zip(keys, row, strict=True)) for row in to_json(np.asarray(probabilities).tolist())]
+
+
+def model_input(inputs: RowInputs | MatrixInputs, rows: Sequence[Row]) -> list[Row] | npt.NDArray[np.float64]:
+    """The rows as the model takes them: checked, with values coerced to the kind seen at training."""
+    if isinstance(inputs, MatrixInputs) and inputs.columns is None:
+        raise InvalidInput(
+            "This model was uploaded without `parameters.feature_labels` and does not record the names of its "
+            "features, so the columns of the rows cannot be put in order: upload it again with feature_labels.",
+            {"field": "parameters.feature_labels"},
+        )
+    check_columns(rows, inputs.required)
+    if isinstance(inputs, RowInputs):
+        return [_model_row(index, row, inputs) for index, row in enumerate(rows)]
+    return _matrix(rows, inputs)
+
+
+def check_columns(rows: Sequence[Row], required: Sequence[str]) -> None:
+    """Every row must have every column the model reads; one error names each missing column."""
+    needed = frozenset(required)
+    missing: dict[str, list[int]] = {}
+    for index, row in enumerate(rows):
+        if not needed <= row.keys():
+            for column in required:
+                if column not in row:
+                    missing.setdefault(column, []).append(index)
+    if not missing:
+        return
+    missing = {column: missing[column] for column in required if column in missing}
+    described = [
+        f"{column!r} (rows {', '.join(map(str, indices[:ROWS_NAMED]))}{', ...' if len(indices) > ROWS_NAMED else ''})"
+        for column, indices in missing.items()
+    ]
+    raise InvalidInput(
+        f"Columns the model needs are missing: {'; '.join(described)}. Send every feature column in every row "
+        "(null for an unknown value).",
+        {
+            "missing_columns": [
+                {"column": column, "rows": indices[:ROWS_NAMED], "count": len(indices)}
+                for column, indices in missing.items()
+            ]
+        },
+    )
+
+
+def _model_row(index: int, row: Row, inputs: RowInputs) -> Row:
+    shaped = {column: row[column] for column in inputs.rule_inputs}
+    for column in inputs.numeric:
+        shaped[column] = _number(row[column], index, column)
+    for column in inputs.categorical:
+        shaped[column] = _category(row[column], index, column)
+    return shaped
+
+
+def _number(value: Any, index: int, column: str) -> float | None:
+    if is_missing(value):
+        return None
+    number = as_number(value)
+    if number is None:
+        raise InvalidInput(
+            f"Row {index}, column {column!r}: {_shown(value)} is not a number, and this column was numeric "
+            "at training.",
+            {"row": index, "column": column},
+        )
+    return number
+
+
+def _category(value: Any, index: int, column: str) -> Any:
+    # Scalars stay as sent: the pipeline's own row-to-matrix step turns them into text exactly as at training.
+    if isinstance(value, list | dict):
+        raise InvalidInput(
+            f"Row {index}, column {column!r}: {_shown(value)} is an array or object, and this column held text "
+            "at training.",
+            {"row": index, "column": column},
+        )
+    return value
+
+
+def _matrix(rows: Sequence[Row], inputs: MatrixInputs) -> npt.NDArray[np.float64]:
+    columns = inputs.columns or ()
+    if inputs.n_features is not None and len(columns) != inputs.n_features:
+        raise InvalidInput(
+            f"The model was fitted on {inputs.n_features} features but its feature_labels name {len(columns)}: "
+            "upload it again with matching feature_labels.",
+            {"feature_labels": list(columns)},
+        )
+    matrix = np.empty((len(rows), len(columns)), dtype=np.float64)
+    for index, row in enumerate(rows):
+        for position, column in enumerate(columns):
+            number = _number(row[column], index, column)
+            matrix[index, position] = math.nan if number is None else number
+    return matrix
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def to_json(value: Any) -> Any:
+    """numpy scalars to Python ones, recursively through lists; NaN and infinities to None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list | tuple):
+        return [to_json(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return to_json(value.tolist())
+    return value

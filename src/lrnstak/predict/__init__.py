@@ -1,0 +1,1 @@
+"""Predict: serves predictions from registered models, kept loaded while the function is warm."""
