@@ -92,6 +92,8 @@ class EmbeddedAws:
 
 def check_port_free(host: str, port: int) -> None:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as probe:
+        # As uvicorn binds: connections of a previous run left in TIME_WAIT do not make the port busy.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:
