@@ -9,8 +9,8 @@ atomic `ADD head -1`. `base` is fixed when a list is created (nanoseconds of the
 after another was removed never reuses the old one's sort keys. `list_id` ties elements to their list:
 elements of a removed list are invisible to readers even before they are deleted.
 
-Every read is consistent; every method that may lose a race says so by returning None or False, or by
-raising StorageConflict, so the service decides what to retry.
+Every read is consistent; every method that may lose a race says so by returning None or False, so the
+service decides what to retry.
 """
 
 import time
@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 
 from lrnstak.errors import ServiceUnavailable
 from lrnstak.storage.clients import DynamoDBClient
-from lrnstak.storage.errors import StorageConflict, error_code, translate_aws_errors
+from lrnstak.storage.errors import error_code, translate_aws_errors
 
 PARTITION_KEY = "pk"
 SORT_KEY = "sk"
@@ -31,12 +31,11 @@ VALUE_SORT_KEY = "VALUE"
 LIST_SORT_KEY = "LIST"
 ELEMENT_PREFIX = "E#"
 SEQUENCE_DIGITS = 20
-# BatchWriteItem takes 25 requests at a time; unprocessed ones are sent again a bounded number of times.
+# BatchWriteItem takes 25 requests at a time; unprocessed requests (both batch calls) are sent again a bounded
+# number of times.
 BATCH_SIZE = 25
 BATCH_ATTEMPTS = 8
 CONDITION_FAILED = "ConditionalCheckFailedException"
-TRANSACTION_LOST = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
-THROTTLED_IN_TRANSACTION = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"})
 # What a reader needs to decide, without the (possibly large) value.
 HEADER_ATTRIBUTES = ("pk", "sk", "expires_at", "write_id", "object_key", "size", "list_id", "base", "head")
 
@@ -178,6 +177,13 @@ def _expiry_update(expires_at: int | None, now: float) -> tuple[str, Item]:
     return "SET #u = :u, #e = :e", {**values, ":e": {"N": str(expires_at)}}
 
 
+def _entry_of(items: list[Item]) -> CacheEntry:
+    by_sort_key = {item[SORT_KEY]["S"]: item for item in items}
+    value = by_sort_key.get(VALUE_SORT_KEY)
+    meta = by_sort_key.get(LIST_SORT_KEY)
+    return CacheEntry(value_from_item(value) if value else None, meta_from_item(meta) if meta else None)
+
+
 class CacheTable:
     def __init__(self, dynamodb: DynamoDBClient, table_name: str) -> None:
         self._dynamodb = dynamodb
@@ -186,28 +192,26 @@ class CacheTable:
     # reads ---------------------------------------------------------------------------------------------
 
     def read_entry(self, key: str, with_value: bool = True) -> CacheEntry:
-        """The value item and the list's meta item of a key, in one Query ("LIST" < "VALUE" sort last)."""
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "#pk = :pk AND #sk >= :list",
-            "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#sk": SORT_KEY},
-            "ExpressionAttributeValues": {":pk": {"S": key}, ":list": {"S": LIST_SORT_KEY}},
+        """The value item and the list's meta item of a key, in one consistent BatchGetItem."""
+        request: dict[str, Any] = {
+            "Keys": [_primary_key(key, VALUE_SORT_KEY), _primary_key(key, LIST_SORT_KEY)],
             "ConsistentRead": True,
         }
         if not with_value:
-            names = {f"#a{index}": name for index, name in enumerate(HEADER_ATTRIBUTES) if name not in ("pk", "sk")}
-            query["ProjectionExpression"] = ", ".join(["#pk", "#sk", *names])
-            query["ExpressionAttributeNames"] = {**names, "#pk": PARTITION_KEY, "#sk": SORT_KEY}
-        with translate_aws_errors("read the cache"):
-            items = self._dynamodb.query(**query).get("Items", [])
-        entry = CacheEntry(None, None)
-        for item in items:
-            sort_key = item[SORT_KEY]["S"]
-            if sort_key == VALUE_SORT_KEY:
-                entry = CacheEntry(value_from_item(dict(item)), entry.meta)
-            elif sort_key == LIST_SORT_KEY:
-                entry = CacheEntry(entry.value, meta_from_item(dict(item)))
-        return entry
+            names = {f"#a{index}": name for index, name in enumerate(HEADER_ATTRIBUTES)}
+            request["ProjectionExpression"] = ", ".join(names)
+            request["ExpressionAttributeNames"] = names
+        pending: Any = {self._table: request}
+        items: list[Item] = []
+        for attempt in range(BATCH_ATTEMPTS):
+            with translate_aws_errors("read the cache"):
+                response = self._dynamodb.batch_get_item(RequestItems=pending)
+            items += [dict(item) for item in response.get("Responses", {}).get(self._table, [])]
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                return _entry_of(items)
+            time.sleep(min(1.0, 0.05 * 2**attempt))
+        raise ServiceUnavailable("DynamoDB is busy while trying to read the cache; retry shortly.")
 
     def get_list_meta(self, key: str) -> ListMetaItem | None:
         with translate_aws_errors("read the cache"):
@@ -217,8 +221,11 @@ class CacheTable:
         item = response.get("Item")
         return meta_from_item(dict(item)) if item else None
 
-    def elements(self, key: str, page_size: int = 100) -> Iterator[ElementItem]:
-        """Every element item of a key, front first, whatever list it belongs to; fetched a page at a time."""
+    def elements(self, key: str, page_size: int, with_values: bool = True) -> Iterator[ElementItem]:
+        """Every element item of a key, front first, whatever list it belongs to; fetched a page at a time.
+
+        Without values, an inline element's text is None (an S3 pointer is kept): enough to claim or delete it.
+        """
         query: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :prefix)",
@@ -227,6 +234,10 @@ class CacheTable:
             "ConsistentRead": True,
             "Limit": page_size,
         }
+        if not with_values:
+            names = {f"#a{index}": name for index, name in enumerate(HEADER_ATTRIBUTES)}
+            query["ProjectionExpression"] = ", ".join(names)
+            query["ExpressionAttributeNames"] = {**query["ExpressionAttributeNames"], **names}
         while True:
             with translate_aws_errors("read a cached list"):
                 response = self._dynamodb.query(**query)
@@ -331,39 +342,15 @@ class CacheTable:
         item = self._conditional("update", request, "push onto a cached list")
         return meta_from_item(item) if item else None
 
-    def put_element(self, meta: ListMetaItem, element: ElementItem, now: float) -> None:
-        """Writes an element if its list is still there and live and no live value holds the key, atomically.
-
-        Raises StorageConflict otherwise: an element is never left behind a list that was removed meanwhile.
-        """
-        live, live_names, live_values = _live_condition(now)
+    def put_element(self, element: ElementItem) -> None:
+        """Writes an element. Its sort key came from next_sequence, so no other write uses it."""
         item: Item = {
             **_primary_key(element.key, element.sort_key),
             "list_id": {"S": element.list_id},
             **_stored_value_attributes(element.value),
         }
-        writes: list[dict[str, Any]] = [
-            {
-                "ConditionCheck": {
-                    "TableName": self._table,
-                    "Key": _primary_key(meta.key, LIST_SORT_KEY),
-                    "ConditionExpression": f"{live} AND #lid = :lid",
-                    "ExpressionAttributeNames": {**live_names, "#lid": "list_id"},
-                    "ExpressionAttributeValues": {**live_values, ":lid": {"S": meta.list_id}},
-                }
-            },
-            {
-                "ConditionCheck": {
-                    "TableName": self._table,
-                    "Key": _primary_key(meta.key, VALUE_SORT_KEY),
-                    "ConditionExpression": "attribute_not_exists(#pk) OR #e <= :now",
-                    "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#e": EXPIRES_AT},
-                    "ExpressionAttributeValues": live_values,
-                }
-            },
-            {"Put": {"TableName": self._table, "Item": item}},
-        ]
-        self._transact(writes, "push onto a cached list")
+        with translate_aws_errors("push onto a cached list"):
+            self._dynamodb.put_item(TableName=self._table, Item=item)
 
     def claim_element(self, element: ElementItem) -> ElementItem | None:
         """Deletes an element if it is still there: whoever's delete succeeds owns it. None when lost."""
@@ -448,17 +435,3 @@ class CacheTable:
             raise
         attributes = response.get("Attributes")
         return dict(attributes) if attributes else None
-
-    def _transact(self, writes: list[dict[str, Any]], action: str) -> None:
-        try:
-            with translate_aws_errors(action):
-                self._dynamodb.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
-        except ClientError as error:
-            if error_code(error) != "TransactionCanceledException":
-                raise
-            reasons = {reason.get("Code", "") for reason in error.response.get("CancellationReasons", [])}
-            if reasons & THROTTLED_IN_TRANSACTION:
-                raise ServiceUnavailable(f"DynamoDB is busy while trying to {action}; retry shortly.") from error
-            if reasons & TRANSACTION_LOST or not reasons - {"None", ""}:
-                raise StorageConflict(f"A concurrent write changed the key while trying to {action}.") from error
-            raise
