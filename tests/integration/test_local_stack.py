@@ -105,3 +105,22 @@ def test_state_is_saved_while_running_so_a_killed_stack_keeps_it(tmp_path: Path)
             assert client.get("/models/survivor").status_code == 200
     finally:
         again.stop()
+
+
+def test_a_pop_is_saved_like_a_write_so_a_restart_does_not_bring_it_back(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path)
+    with stack.client() as client:
+        for value in ("a", "b"):
+            assert client.put("/cache/push/queue", json={"value": value}).status_code == 200
+        time.sleep(1.5)  # the pushes are saved
+        assert client.get("/cache/pop/queue").json() == "b"
+    time.sleep(1.5)  # the snapshot runs every 0.5 s in tests
+    stack.stop(signal.SIGKILL)
+
+    again = start_stack(tmp_path)
+    try:
+        with again.client() as client:
+            assert client.get("/cache/pop/queue").json() == "a"
+            assert client.get("/cache/pop/queue").status_code == 404
+    finally:
+        again.stop()

@@ -15,6 +15,8 @@ from lrnstak.local.template import Route, Template
 from lrnstak.observability import metrics
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Reads that change state (the old stack's pop is a GET); the snapshot must treat them as writes.
+WRITING_READS = frozenset({("GET", "/cache/pop/{key}")})
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class LocalGateway:
             return
         app = self._apps[chosen.route.function]
         try:
-            if self._guard is not None and method in MUTATING_METHODS:
+            writes = method in MUTATING_METHODS or (method, chosen.route.path) in WRITING_READS
+            if self._guard is not None and writes:
                 await self._guard(lambda: app(scope, receive, send))
             else:
                 await app(scope, receive, send)
