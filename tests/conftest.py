@@ -19,6 +19,7 @@ os.environ.update(
     AWS_MAX_ATTEMPTS="2",
 )
 
+import httpx  # noqa: E402
 from moto import mock_aws  # noqa: E402 - after the environment above
 
 from lrnstak.cache.service import get_cache_service  # noqa: E402
@@ -29,6 +30,8 @@ from lrnstak.registry.service import get_registry_service  # noqa: E402
 from lrnstak.settings import get_settings  # noqa: E402
 from lrnstak.storage.clients import AwsClients, build_clients, get_clients  # noqa: E402
 from lrnstak.trainer.service import get_trainer_service  # noqa: E402
+
+from support.stack import RunningStack, start_stack  # noqa: E402
 
 
 def reset_cached_wiring() -> None:
@@ -54,3 +57,17 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsClients]:
         reset_cached_wiring()
         yield get_clients()
     reset_cached_wiring()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    """The real local stack (`python -m lrnstak.local`), one per test module; it must stop cleanly."""
+    running = start_stack(tmp_path_factory.mktemp("state"))
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture
+def http(stack: RunningStack) -> Iterator[httpx.Client]:
+    with stack.client() as client:
+        yield client

@@ -6,7 +6,6 @@ concurrency test exercises the conditional deletes the way AWS would.
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from lrnstak.local.template import Template, local_physical_name
 from lrnstak.storage import cache_table
 
-from support.stack import RunningStack, start_stack
+from support.stack import RunningStack
 
 RESOURCE_PREFIX = "lrnstak"  # the local stack's default (LRNSTAK_RESOURCE_PREFIX)
 ELEMENTS = 1000
@@ -40,19 +39,6 @@ JSON_VALUES: list[Any] = [
     [1, "a", None, False, 0, "", [], {}],
     {"a": {"b": [None, {"c": ""}]}},
 ]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("cache-state"))
-    yield running
-    assert running.stop() == 0
-
-
-@pytest.fixture
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with stack.client() as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,13 @@
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from support.models import linear_regression, model_b64
-from support.stack import RunningStack, port_is_free, start_stack
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("state"))
-    yield running
-    assert running.stop() == 0
-
-
-@pytest.fixture
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with stack.client() as client:
-        yield client
+from support.stack import port_is_free, start_stack
 
 
 @pytest.mark.parametrize("path", ["/health", "/health/registry", "/health/trainer", "/health/predict", "/health/cache"])

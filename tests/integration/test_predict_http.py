@@ -8,7 +8,6 @@ import base64
 import csv
 import io
 import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +21,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from lrnstak.ml.safe_loading import load_model
 
 from support.models import model_b64
-from support.stack import RunningStack, start_stack
+from support.stack import RunningStack
 
 
 @dataclass(frozen=True)
@@ -112,19 +111,6 @@ def create_models(http: httpx.Client) -> dict[str, Served]:
         "uploaded-linear": Served(uploaded_rows, X, classifier=False),
         "uploaded-logistic": Served(uploaded_rows, X, classifier=True),
     }
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
-    running = start_stack(tmp_path_factory.mktemp("predict-state"))
-    yield running
-    assert running.stop() == 0
-
-
-@pytest.fixture
-def http(stack: RunningStack) -> Iterator[httpx.Client]:
-    with stack.client() as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
