@@ -64,7 +64,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     """The real local stack (`python -m lrnstak.local`), one per test module; it must stop cleanly."""
     running = start_stack(tmp_path_factory.mktemp("state"))
     yield running
-    assert running.stop() == 0
+    code = running.stop()
+    assert code == 0, "\n".join(running.output[-60:])
 
 
 @pytest.fixture

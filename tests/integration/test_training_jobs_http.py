@@ -53,8 +53,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     drain = threading.Thread(target=_drain, args=(running,), daemon=True)  # a full pipe would block the stack
     drain.start()
     yield running
-    assert running.stop() == 0
+    code = running.stop()
     drain.join(timeout=5)
+    assert code == 0, "\n".join(running.output[-60:])
 
 
 def _drain(stack: RunningStack) -> None:
@@ -213,3 +214,22 @@ def test_a_sync_request_within_the_budget_answers_200_without_a_job(http: httpx.
     assert response.status_code == 200, response.text
     assert response.json()["version"] == "v1"
     assert http.get("/train/jobs", params={"model": "in-budget"}).json() == []
+
+
+def test_a_stack_stopped_while_an_abandoned_attempt_still_fits_exits_cleanly(tmp_path: Path) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNC_TRAINING_BUDGET_SECONDS", str(BUDGET_SECONDS))
+        running = start_stack(tmp_path / "state", reset=True)
+    drain = threading.Thread(target=_drain, args=(running,), daemon=True)
+    drain.start()
+    with running.client() as client:
+        # About 40 s of fitting: far past the budget and past the grace a stopping stack gives it.
+        job_id = accepted(client.post("/train/long-fit", json=gradient_boosting(50_000)))
+    started = time.monotonic()
+    code = running.stop(timeout=40)
+    drain.join(timeout=5)
+    assert code == 0, "\n".join(running.output[-60:])
+    assert time.monotonic() - started < 30
+    assert "lrnstak stopped; state saved." in running.output
+    assert not any("Traceback" in line for line in running.output), "\n".join(running.output)
+    assert job_id

@@ -92,7 +92,10 @@ class StateSnapshot:
                 if old.get(key, {}).get("etag") == etag and (folder / "objects" / file).is_file():
                     new[key] = old[key]
                     continue
-                response = self._clients.s3.get_object(Bucket=bucket, Key=key)
+                try:
+                    response = self._clients.s3.get_object(Bucket=bucket, Key=key)
+                except self._clients.s3.exceptions.NoSuchKey:
+                    continue  # deleted since the listing (an old artifact after an overwrite): not state
                 _write_atomically(folder / "objects" / file, response["Body"].read())
                 new[key] = {
                     "etag": etag,

@@ -35,6 +35,8 @@ FAKE_AWS_ENVIRONMENT = {
     "AWS_REGION": "us-east-1",
 }
 DROPPED_AWS_ENVIRONMENT = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
+# How long a stopping stack waits for a synchronous fit still running (one abandoned to a job, say).
+ATTEMPT_GRACE_SECONDS = 10.0
 
 
 class LocalSettings(BaseSettings):
@@ -183,11 +185,20 @@ class LocalStack:
             self.template, guard=gate.run_write, on_startup=start_snapshots, on_shutdown=stop_snapshots
         )
 
-    def stop(self) -> None:
-        for worker in getattr(self, "workers", []):
-            worker.stop()
-        self.snapshot.save()
-        self.aws.stop()
+    def stop(self) -> bool:
+        """Stops the workers, saves the state and stops moto. False when a synchronous training attempt
+        that outlasted its budget is still fitting: its thread must not outlive the interpreter's shutdown."""
+        from lrnstak.trainer.service import get_trainer_service
+
+        attempts_finished = get_trainer_service().wait_for_attempts(ATTEMPT_GRACE_SECONDS)
+        try:
+            for worker in getattr(self, "workers", []):
+                worker.stop()
+            self.snapshot.save()
+        finally:
+            # Even when the last save failed: moto's server thread must not outlive the interpreter.
+            self.aws.stop()
+        return attempts_finished
 
 
 class ForegroundServer(uvicorn.Server):
@@ -239,6 +250,11 @@ def main() -> None:
         threading.Thread(target=_announce_when_ready, args=(server, url, started_at, stack), daemon=True).start()
         server.run()
     finally:
-        stack.stop()
+        attempts_finished = stack.stop()
         print("lrnstak stopped; state saved.", flush=True)
+    if not attempts_finished:
+        # An abandoned fit (its job already has the work) would run on into the interpreter's shutdown and
+        # fail there; the state is saved and nothing of it is needed.
+        sys.stderr.flush()
+        os._exit(0)
     sys.exit(0)

@@ -177,6 +177,8 @@ class TrainerService:
         self._url_seconds = presigned_url_seconds
         self._clock = clock
         self._answer_once: Callable[..., dict[str, Any]] | None = None
+        self._attempt_threads: set[threading.Thread] = set()
+        self._attempt_threads_lock = threading.Lock()
         self._idempotency_config: IdempotencyConfig | None = None
         if idempotency is not None:
             config = self._idempotency_config = IdempotencyConfig(
@@ -233,11 +235,13 @@ class TrainerService:
             return self.submit_job(model, request)
         attempt = _Attempt()
         thread = threading.Thread(
-            target=attempt.run,
-            args=(self._train_and_register, model, request, None, attempt),
+            target=self._run_attempt,
+            args=(attempt, model, request),
             name="training-attempt",
             daemon=True,
         )
+        with self._attempt_threads_lock:
+            self._attempt_threads.add(thread)
         thread.start()
         try:
             return attempt.result(timeout=self._budget)
@@ -246,6 +250,23 @@ class TrainerService:
                 return attempt.result(timeout=None)  # already saving: its answer is moments away
             logger.info("training outlasted its budget; continuing as a job", extra={"model": model})
             return self.submit_job(model, request)
+
+    def _run_attempt(self, attempt: _Attempt, model: str, request: TrainModelRequest) -> None:
+        try:
+            attempt.run(self._train_and_register, model, request, None, attempt)
+        finally:
+            with self._attempt_threads_lock:
+                self._attempt_threads.discard(threading.current_thread())
+
+    def wait_for_attempts(self, timeout: float) -> bool:
+        """Waits for synchronous attempts still fitting (those abandoned to a job fit on until they reach
+        the point of saving, then stop). True when none is left; a fit cannot be interrupted."""
+        deadline = time.monotonic() + timeout
+        with self._attempt_threads_lock:
+            running = list(self._attempt_threads)
+        for thread in running:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in running)
 
     def submit_job(self, model: str, request: TrainModelRequest) -> JobRecord:
         self._check(model, request)
