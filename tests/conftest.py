@@ -23,9 +23,11 @@ import httpx  # noqa: E402
 from moto import mock_aws  # noqa: E402 - after the environment above
 
 from lrnstak.cache.service import get_cache_service  # noqa: E402
+from lrnstak.jobs.service import get_job_service  # noqa: E402
 from lrnstak.local.bootstrap import create_resources  # noqa: E402
 from lrnstak.local.template import Template  # noqa: E402
-from lrnstak.predict.service import get_predict_service  # noqa: E402
+from lrnstak.predict.batch import get_batch_prediction_service  # noqa: E402
+from lrnstak.predict.service import get_model_cache, get_predict_service  # noqa: E402
 from lrnstak.registry.service import get_registry_service  # noqa: E402
 from lrnstak.settings import get_settings  # noqa: E402
 from lrnstak.storage.clients import AwsClients, build_clients, get_clients  # noqa: E402
@@ -42,6 +44,9 @@ def reset_cached_wiring() -> None:
     get_cache_service.cache_clear()
     get_trainer_service.cache_clear()
     get_predict_service.cache_clear()
+    get_model_cache.cache_clear()
+    get_job_service.cache_clear()
+    get_batch_prediction_service.cache_clear()
 
 
 @pytest.fixture

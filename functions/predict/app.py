@@ -1,4 +1,5 @@
-"""The predict function: serves predictions from registered models, in JSON or CSV."""
+"""The predict function: serves predictions from registered models, in JSON or CSV, and batch jobs over
+uploaded datasets."""
 
 from typing import Annotated
 
@@ -9,8 +10,14 @@ from mangum import Mangum
 from pydantic import ValidationError
 
 from lrnstak.errors import PayloadTooLarge
-from lrnstak.http import create_app, media_type_of, pending_router, wrap_handler
+from lrnstak.http import create_app, job_accepted, media_type_of, wrap_handler
 from lrnstak.naming import LATEST
+from lrnstak.predict.batch import (
+    BatchPredictionService,
+    BatchRequest,
+    default_output_format,
+    get_batch_prediction_service,
+)
 from lrnstak.predict.service import (
     PredictService,
     column_order,
@@ -19,7 +26,15 @@ from lrnstak.predict.service import (
     rows_from_columns,
     rows_from_csv,
 )
-from lrnstak.schemas.predict import PredictionEntry, PredictModelRequest
+from lrnstak.predict.snapstart import register_runtime_hooks
+from lrnstak.schemas.jobs import JobAcceptedResponse, JobError
+from lrnstak.schemas.predict import (
+    PredictBatchRequest,
+    PredictionEntry,
+    PredictionJobResponse,
+    PredictionOutput,
+    PredictModelRequest,
+)
 from lrnstak.settings import get_settings
 
 CSV_MEDIA_TYPE = "text/csv"
@@ -27,6 +42,7 @@ JSON_MEDIA_TYPE = "application/json"
 MODEL_VERSION_HEADER = "X-Model-Version"
 
 Predictor = Annotated[PredictService, Depends(get_predict_service)]
+BatchPredictor = Annotated[BatchPredictionService, Depends(get_batch_prediction_service)]
 
 
 async def read_body(request: Request) -> bytes:
@@ -116,13 +132,50 @@ def predict(
     return checked_size(JSONResponse(prediction.entries, headers=headers))
 
 
-pending = pending_router(
-    "predict",
-    [
-        ("POST", "/predict/model/{name}/batch", "predict_batch"),
-        ("GET", "/predict/jobs/{job_id}", "get_prediction_job"),
-    ],
+@router.post(
+    "/predict/model/{name}/batch",
+    status_code=202,
+    response_model=JobAcceptedResponse,
+    operation_id="predict_batch",
 )
+def predict_batch(name: str, body: PredictBatchRequest, batches: BatchPredictor) -> JSONResponse:
+    request = BatchRequest(
+        dataset=body.dataset,
+        output_format=body.format or default_output_format(body.dataset),
+        include_input=body.include_input,
+        probabilities=body.probabilities,
+    )
+    job = batches.submit(name, body.version or LATEST, request)
+    return job_accepted(job.job_id, job.status, f"/predict/jobs/{job.job_id}")
 
-app = create_app("predict", [router, pending], extra_media_types=[CSV_MEDIA_TYPE])
+
+@router.get("/predict/jobs/{job_id}", response_model=PredictionJobResponse, operation_id="get_prediction_job")
+def get_prediction_job(job_id: str, batches: BatchPredictor) -> PredictionJobResponse:
+    batch = batches.get_job(job_id)
+    job = batch.job
+    output = None
+    if batch.output_url is not None and batch.output_url_expires_at is not None and job.output is not None:
+        output = PredictionOutput(
+            format=job.output["format"],
+            rows=job.output["rows"],
+            bytes=job.output["bytes"],
+            url=batch.output_url,
+            url_expires_at=batch.output_url_expires_at,
+        )
+    return PredictionJobResponse(
+        job_id=job.job_id,
+        model=job.model,
+        version=job.version,
+        status=job.status,  # type: ignore[arg-type]  # the table only holds the four states
+        progress=job.progress,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=JobError(**job.error) if job.error else None,
+        output=output,
+    )
+
+
+app = create_app("predict", [router], extra_media_types=[CSV_MEDIA_TYPE])
 handler = wrap_handler(Mangum(app, lifespan="off"))
+register_runtime_hooks()  # SnapStart: preload models before the snapshot, revalidate them after a restore

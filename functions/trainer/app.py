@@ -6,13 +6,11 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from lrnstak.http import create_app, wrap_handler
+from lrnstak.http import create_app, job_accepted, wrap_handler
+from lrnstak.schemas.jobs import JobAcceptedResponse, JobError
 from lrnstak.schemas.trainer import (
     CreateDatasetRequest,
     DatasetResponse,
-    JobAcceptedResponse,
-    JobError,
-    JobLinks,
     JobResponse,
     TrainModelRequest,
     TrainModelResponse,
@@ -41,9 +39,7 @@ def job_response(job: JobRecord) -> JobResponse:
 
 
 def accepted(job: JobRecord) -> JSONResponse:
-    link = f"/train/jobs/{job.job_id}"
-    body = JobAcceptedResponse(job_id=job.job_id, status=job.status, links=JobLinks(self=link))
-    return JSONResponse(body.model_dump(by_alias=True), status_code=202, headers={"Location": link})
+    return job_accepted(job.job_id, job.status, f"/train/jobs/{job.job_id}")
 
 
 def train_model(

@@ -64,8 +64,3 @@ class ServiceUnavailable(LrnstakError):
     def __init__(self, message: str, details: Any = None, retry_after_seconds: int = 1) -> None:
         super().__init__(message, details)
         self.retry_after_seconds = retry_after_seconds
-
-
-class NotImplementedYet(LrnstakError):
-    status_code = 501
-    code = "not_implemented"

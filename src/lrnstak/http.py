@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lrnstak import __version__
-from lrnstak.errors import LrnstakError, NotImplementedYet, ServiceUnavailable
+from lrnstak.errors import LrnstakError, ServiceUnavailable
 from lrnstak.observability import logger, metrics, tracer
 from lrnstak.settings import get_settings
 
@@ -326,13 +326,7 @@ def wrap_handler(asgi_handler: Callable[[LambdaEvent, Any], dict[str, Any]]) -> 
     return cast(LambdaHandler, handler)
 
 
-def pending_router(group: str, routes: Iterable[tuple[str, str, str]]) -> APIRouter:
-    """Routes of the contract that are declared in API Gateway but whose function is not built yet: 501."""
-    router = APIRouter(tags=[group])
-    for method, path, operation_id in routes:
-
-        async def not_built(method: str = method, path: str = path) -> None:
-            raise NotImplementedYet(f"{method} {path} is part of the API but the {group} is not available yet.")
-
-        router.add_api_route(path, not_built, methods=[method], operation_id=operation_id, status_code=501)
-    return router
+def job_accepted(job_id: str, status: str, link: str) -> JSONResponse:
+    """202 for work that continues as a job: the job's link in the body and in Location."""
+    body = {"job_id": job_id, "status": status, "links": {"self": link}}
+    return JSONResponse(body, status_code=202, headers={"Location": link})

@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     cache_table: ResourceName
     jobs_table: ResourceName
     idempotency_table: ResourceName
-    training_queue_url: ResourceName
+    jobs_queue_url: ResourceName
 
     # A model answered inline as base64 must fit a Lambda response (6 MB) with room for the rest.
     inline_model_limit_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     model_cache_revalidate_seconds: float = Field(default=2.0, ge=0, le=300)
     # Predict: artifact bytes of the models a warm function keeps loaded (LRU); a larger model is not cached.
     model_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # Predict with SnapStart: models loaded before the snapshot, "name" or "name:version", comma-separated.
+    predict_preload_models: str = Field(default="", pattern=r"^[A-Za-z0-9_.,:-]*$")
     # Lambda answers at most 6 MB; predict refuses a larger answer (413) rather than let the invocation fail.
     max_response_bytes: int = Field(default=6 * 1024 * 1024 - 64 * 1024, gt=0)
 

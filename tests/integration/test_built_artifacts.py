@@ -162,10 +162,10 @@ def test_functions_without_the_sklearn_layer_do_not_ship_scikit_learn(environmen
 
 def test_built_worker_function_takes_an_sqs_event(environment: dict[str, str]) -> None:
     """A message for a job that does not exist is consumed (not retried) and reported as no failure."""
-    queue_url = environment["TRAINING_QUEUE_URL"]
+    queue_url = environment["JOBS_QUEUE_URL"]
     queue_arn = "arn:aws:sqs:us-east-1:123456789012:" + queue_url.rsplit("/", 1)[1]
     message = {"MessageId": "m-1", "ReceiptHandle": "r-1", "Body": json.dumps({"job_id": "0" * 32}), "Attributes": {}}
     event = sqs_event(message, queue_arn, "us-east-1")
-    result = run_built("TrainerWorkerFunction", event, environment, ["aws_lambda_powertools", "sklearn"])
+    result = run_built("JobsWorkerFunction", event, environment, ["aws_lambda_powertools", "sklearn"])
     assert result["response"] == {"batchItemFailures": []}
     assert result["origins"]["sklearn"] is not None

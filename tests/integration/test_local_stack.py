@@ -48,12 +48,6 @@ def test_unknown_routes_and_methods_get_the_error_shape(http: httpx.Client) -> N
     assert wrong_method.json()["error"]["code"] == "method_not_allowed"
 
 
-def test_routes_of_functions_not_built_yet_answer_501(http: httpx.Client) -> None:
-    response = http.post("/predict/model/some-model/batch", json={"data": []})
-    assert response.status_code == 501
-    assert response.json()["error"]["code"] == "not_implemented"
-
-
 def test_a_restart_keeps_the_models_and_reset_starts_empty(tmp_path: Path) -> None:
     first = start_stack(tmp_path)
     with first.client() as client:

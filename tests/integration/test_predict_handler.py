@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import reset_cached_wiring
 from sklearn.datasets import load_diabetes, load_iris
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from lrnstak.ml.safe_loading import load_model
-from lrnstak.predict.service import get_predict_service
-from lrnstak.settings import get_settings
 from lrnstak.storage.clients import AwsClients
 
 from support.events import rest_v1_event
@@ -316,7 +315,7 @@ def test_an_answer_over_the_response_limit_is_a_413(
     iris: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MAX_RESPONSE_BYTES", "2000")
-    get_settings.cache_clear()
+    reset_cached_wiring()
     error = error_of(predict("iris", {"data": iris}), 413)
     assert "include_input" in error["message"]
     assert len(ok(predict("iris", {"data": iris[:20], "include_input": False}))) == 20
@@ -396,8 +395,7 @@ WINDOW = 0.5
 @pytest.fixture
 def short_window(aws: AwsClients, monkeypatch: pytest.MonkeyPatch) -> float:
     monkeypatch.setenv("MODEL_CACHE_REVALIDATE_SECONDS", str(WINDOW))
-    get_settings.cache_clear()
-    get_predict_service.cache_clear()
+    reset_cached_wiring()
     return WINDOW
 
 

@@ -67,7 +67,7 @@ def test_an_async_retry_gets_the_same_job_and_queues_one_message(aws: AwsClients
     again = train(body, "job-key")
     assert first.status == again.status == 202
     assert first.json()["job_id"] == again.json()["job_id"]
-    messages = aws.sqs.receive_message(QueueUrl=os.environ["TRAINING_QUEUE_URL"], MaxNumberOfMessages=10)
+    messages = aws.sqs.receive_message(QueueUrl=os.environ["JOBS_QUEUE_URL"], MaxNumberOfMessages=10)
     assert len(messages.get("Messages", [])) == 1
 
 

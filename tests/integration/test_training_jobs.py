@@ -18,16 +18,17 @@ from conftest import reset_cached_wiring
 from sklearn.datasets import load_diabetes
 
 from lrnstak.errors import ServiceUnavailable
-from lrnstak.local.workers import sqs_event
+from lrnstak.jobs.service import get_job_service, iso_now
 from lrnstak.registry.service import RegistryService
 from lrnstak.storage.clients import AwsClients
-from lrnstak.storage.jobs_table import JobsTable
+from lrnstak.storage.jobs_table import TRAINING, JobsTable
 from lrnstak.storage.queue import JobQueue, queue_name_of
 from lrnstak.trainer import service as trainer_service
-from lrnstak.trainer.service import TrainingAbandoned, get_trainer_service
+from lrnstak.trainer.service import TrainingAbandoned
 
 from support.events import rest_v1_event
-from support.functions import FakeLambdaContext, LambdaResponse, function_module, invoke
+from support.functions import LambdaResponse, invoke
+from support.jobs import jobs_queue, receive, run_worker
 
 HEX = "0123456789abcdef"
 
@@ -74,38 +75,16 @@ def versions(name: str) -> list[str]:
     return [entry["version"] for entry in response.json()["versions"]]
 
 
-def queue_arn(aws: AwsClients, url: str) -> str:
-    return aws.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-
-
-def training_queue() -> str:
-    return os.environ["TRAINING_QUEUE_URL"]
-
-
 def dead_letter_queue(aws: AwsClients) -> str:
-    redrive = aws.sqs.get_queue_attributes(QueueUrl=training_queue(), AttributeNames=["RedrivePolicy"])
+    redrive = aws.sqs.get_queue_attributes(QueueUrl=jobs_queue(), AttributeNames=["RedrivePolicy"])
     arn = json.loads(redrive["Attributes"]["RedrivePolicy"])["deadLetterTargetArn"]
     return aws.sqs.get_queue_url(QueueName=queue_name_of(arn))["QueueUrl"]
 
 
-def receive(aws: AwsClients, url: str, visibility: int | None = None) -> list[dict[str, Any]]:
-    extra = {} if visibility is None else {"VisibilityTimeout": visibility}
-    response = aws.sqs.receive_message(
-        QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"], WaitTimeSeconds=0, **extra
-    )
-    return [dict(message) for message in response.get("Messages", [])]
-
-
 def receive_job_message(aws: AwsClients, job_id: str) -> dict[str, Any]:
-    messages = receive(aws, training_queue())
+    messages = receive(aws, jobs_queue())
     assert [json.loads(m["Body"])["job_id"] for m in messages] == [job_id]
     return messages[0]
-
-
-def run_worker(aws: AwsClients, message: dict[str, Any], url: str | None = None) -> dict[str, Any]:
-    event = sqs_event(message, queue_arn(aws, url or training_queue()), "us-east-1")
-    result = function_module("TrainerWorkerFunction").handler(event, FakeLambdaContext())
-    return dict(result)
 
 
 def job(job_id: str) -> dict[str, Any]:
@@ -143,7 +122,7 @@ def set_lease(aws: AwsClients, job_id: str, lease: float) -> None:
 
 def claim(aws: AwsClients, job_id: str, lease: float) -> None:
     """What a worker does when it takes the job: queued -> running until `lease`."""
-    assert JobsTable(aws.dynamodb, os.environ["JOBS_TABLE"]).claim(job_id, trainer_service.iso_now(), lease)
+    assert JobsTable(aws.dynamodb, os.environ["JOBS_TABLE"]).claim(job_id, iso_now(), lease)
 
 
 @pytest.fixture
@@ -214,7 +193,7 @@ def test_jobs_are_listed_newest_first_per_model_and_overall(aws: AwsClients) -> 
     second = accepted_job_id(train("listed", body(), {"Prefer": "respond-async"}))
     time.sleep(0.01)
     other = accepted_job_id(train("other-model", body()))
-    run_worker(aws, receive(aws, training_queue())[0])  # whichever: status must not change the order
+    run_worker(aws, receive(aws, jobs_queue())[0])  # whichever: status must not change the order
 
     listed = list_jobs({"model": "listed"})
     assert listed.status == 200, listed.raw_body
@@ -273,7 +252,7 @@ def test_a_request_that_outlasts_the_budget_becomes_one_job_and_one_version(
 
     assert isinstance(training_attempts[0].exception(timeout=60), TrainingAbandoned)
     assert versions("over-budget") == ["v1"]
-    assert receive(aws, training_queue()) == []  # one job, one message
+    assert receive(aws, jobs_queue()) == []  # one job, one message
 
 
 def test_an_abandoned_attempt_that_finishes_first_still_registers_nothing(
@@ -291,7 +270,7 @@ def test_a_request_within_the_budget_answers_200_and_queues_nothing(aws: AwsClie
     assert response.status == 200, response.raw_body
     assert response.json()["version"] == "v1"
     assert list_jobs({"model": "in-budget"}).json() == []
-    assert receive(aws, training_queue()) == []
+    assert receive(aws, jobs_queue()) == []
 
 
 def test_an_attempt_already_saving_when_the_budget_runs_out_is_not_registered_twice(
@@ -320,7 +299,7 @@ def test_an_attempt_already_saving_when_the_budget_runs_out_is_not_registered_tw
     else:
         assert response.status == 200, response.raw_body
         assert versions("saving-late") == ["v1"]
-        assert receive(aws, training_queue()) == []
+        assert receive(aws, jobs_queue()) == []
 
 
 # 4. bad input found by the worker ----------------------------------------------------------------------
@@ -363,8 +342,8 @@ def test_a_missing_target_column_is_named_whatever_the_algorithm(
 
 
 def test_a_message_for_an_unknown_job_is_consumed(aws: AwsClients) -> None:
-    aws.sqs.send_message(QueueUrl=training_queue(), MessageBody=json.dumps({"job_id": "0" * 32}))
-    assert run_worker(aws, receive(aws, training_queue())[0]) == {"batchItemFailures": []}
+    aws.sqs.send_message(QueueUrl=jobs_queue(), MessageBody=json.dumps({"job_id": "0" * 32}))
+    assert run_worker(aws, receive(aws, jobs_queue())[0]) == {"batchItemFailures": []}
 
 
 # 5. leases ---------------------------------------------------------------------------------------------
@@ -396,17 +375,19 @@ def test_listing_enforces_leases_too(aws: AwsClients) -> None:
 
 
 def test_lease_enforcement_follows_the_services_clock(aws: AwsClients, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A TrainerService with an injected clock: a lease is live until the clock passes it, not before."""
+    """A JobService with an injected clock: a lease is live until the clock passes it, not before."""
     job_id = accepted_job_id(train("clocked", body()))
     now = [1_000_000.0]
-    clocked = copy.copy(get_trainer_service())  # the same tables, queue and store; its own clock and timeout
+    clocked = copy.copy(get_job_service())  # the same table, queue and store; its own clock and timeout
     monkeypatch.setattr(clocked, "_clock", lambda: now[0])
     monkeypatch.setattr(clocked, "_worker_timeout", 60)
     claim(aws, job_id, now[0] + 60)
     now[0] += 59.9
-    assert clocked.get_job(job_id).status == "running"
+    assert (running := clocked.get(TRAINING, job_id)) is not None
+    assert running.status == "running"
     now[0] += 0.2
-    lost = clocked.get_job(job_id)
+    lost = clocked.get(TRAINING, job_id)
+    assert lost is not None
     assert lost.status == "failed"
     assert lost.error is not None
     assert lost.error["code"] == "worker_lost"
@@ -444,12 +425,12 @@ def test_a_redelivery_after_the_lease_fails_the_job_instead_of_running_it_again(
 def test_a_message_that_reaches_the_dead_letter_queue_fails_its_job(aws: AwsClients) -> None:
     job_id = accepted_job_id(train("dead", body()))
     dead_letters = dead_letter_queue(aws)
-    redrive = aws.sqs.get_queue_attributes(QueueUrl=training_queue(), AttributeNames=["RedrivePolicy"])
+    redrive = aws.sqs.get_queue_attributes(QueueUrl=jobs_queue(), AttributeNames=["RedrivePolicy"])
     max_receives = json.loads(redrive["Attributes"]["RedrivePolicy"])["maxReceiveCount"]
     # The worker got it max_receives times and never deleted it; SQS moves it on the next receive.
     for _ in range(max_receives):
-        assert len(receive(aws, training_queue(), visibility=0)) == 1
-    assert receive(aws, training_queue(), visibility=0) == []
+        assert len(receive(aws, jobs_queue(), visibility=0)) == 1
+    assert receive(aws, jobs_queue(), visibility=0) == []
     moved = receive(aws, dead_letters)
     assert [json.loads(m["Body"])["job_id"] for m in moved] == [job_id]
 
@@ -536,7 +517,7 @@ def test_any_queue_error_fails_the_job_rather_than_leaving_it_queued(
     aws: AwsClients, code: str, http_status: int, expected_status: int
 ) -> None:
     model = f"unqueued-{code.lower()}"
-    sqs = get_trainer_service()._queue._sqs
+    sqs = get_job_service()._queue._sqs
     with Stubber(sqs) as stub:
         for _ in range(5):  # botocore retries the retryable ones
             stub.add_client_error("send_message", service_error_code=code, http_status_code=http_status)
@@ -551,8 +532,8 @@ def test_any_queue_error_fails_the_job_rather_than_leaving_it_queued(
 def test_a_missing_training_queue_fails_the_job_rather_than_leaving_it_queued(
     aws: AwsClients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    missing = training_queue().rsplit("/", 1)[0] + "/no-such-queue"
-    monkeypatch.setenv("TRAINING_QUEUE_URL", missing)
+    missing = jobs_queue().rsplit("/", 1)[0] + "/no-such-queue"
+    monkeypatch.setenv("JOBS_QUEUE_URL", missing)
     reset_cached_wiring()
     response = train("no-queue", body())
     recorded = only_job("no-queue")

@@ -22,7 +22,7 @@ import uvicorn
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from lrnstak.local.bootstrap import BUCKET, TABLE, create_resources
+from lrnstak.local.bootstrap import BUCKET, DROPPED_AWS_ENVIRONMENT, TABLE, create_resources, shared_environment
 from lrnstak.local.template import Template
 from lrnstak.settings import get_settings
 from lrnstak.storage.clients import AwsClients, build_clients, get_clients
@@ -34,7 +34,6 @@ FAKE_AWS_ENVIRONMENT = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
-DROPPED_AWS_ENVIRONMENT = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE")
 # How long a stopping stack waits for a synchronous fit still running (one abandoned to a job, say).
 ATTEMPT_GRACE_SECONDS = 10.0
 
@@ -131,11 +130,7 @@ class LocalStack:
         point_at_embedded_aws(self.aws.endpoint, {})
         names = create_resources(self.template, build_clients(), self.settings.lrnstak_resource_prefix)
         self.references = names
-        environment = {}
-        for function in self.template.functions():
-            environment.update(self.template.function_environment(function, names))
-        environment.pop("POWERTOOLS_SERVICE_NAME", None)
-        point_at_embedded_aws(self.aws.endpoint, environment)
+        point_at_embedded_aws(self.aws.endpoint, shared_environment(self.template, names))
         clients = get_clients()
         data_dir = self.settings.lrnstak_data_dir
         if self.settings.lrnstak_reset and data_dir.exists():
@@ -152,15 +147,15 @@ class LocalStack:
 
     def start_workers(self) -> None:
         """The queue consumers, after jobs a previous run left unfinished are put back in order."""
+        from lrnstak.jobs.service import get_job_service
         from lrnstak.local.workers import QueueWorker, recover_unfinished_jobs
-        from lrnstak.trainer.service import get_trainer_service
 
         recover_unfinished_jobs()
-        trainer = get_trainer_service()
+        jobs = get_job_service()
         timeout = get_settings().worker_timeout_seconds
         self.workers = [
             QueueWorker(
-                get_clients().sqs, self.references[queue], function, timeout, trainer.abandon_job, self.gate.mark_dirty
+                get_clients().sqs, self.references[queue], function, timeout, jobs.abandon, self.gate.mark_dirty
             )
             for function, queue in self.template.queue_consumers()
         ]

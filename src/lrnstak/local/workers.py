@@ -1,4 +1,4 @@
-"""Feeds the training queues to the worker function on the embedded stack, as Lambda's SQS event source
+"""Feeds the job queues to the worker function on the embedded stack, as Lambda's SQS event source
 mapping does in AWS: one message per invocation, the same SQS event shape, the same handler.
 
 Each invocation runs in its own interpreter (`run_function`), so it can be timed out or killed like a
@@ -14,12 +14,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from lrnstak.jobs.service import get_job_service
 from lrnstak.local.run_function import RESULT_MARKER
-from lrnstak.settings import get_settings
-from lrnstak.storage.clients import SQSClient, get_clients
-from lrnstak.storage.jobs_table import QUEUED, JobsTable
-from lrnstak.storage.queue import JobQueue
-from lrnstak.trainer.service import get_trainer_service
+from lrnstak.storage.clients import SQSClient
+from lrnstak.storage.jobs_table import QUEUED
 
 # Lambda's event source mapping retries a failed record once its visibility timeout passes; locally, soon.
 RETRY_AFTER_SECONDS = 2
@@ -151,11 +149,9 @@ class QueueWorker(threading.Thread):
 def recover_unfinished_jobs() -> None:
     """Queue messages do not survive a restart of the embedded stack; the jobs table does. Queued jobs are
     queued again; jobs that were running when the stack stopped lost their worker."""
-    settings = get_settings()
-    jobs = JobsTable(get_clients().dynamodb, settings.jobs_table)
-    queue = JobQueue(get_clients().sqs, settings.training_queue_url)
+    jobs = get_job_service()
     for job in jobs.unfinished():
         if job.status == QUEUED:
-            queue.send(job.job_id)
+            jobs.requeue(job.job_id)
         else:
-            get_trainer_service().abandon_job(job.job_id, "The local stack stopped while the job was running.")
+            jobs.abandon(job.job_id, "The local stack stopped while the job was running.")

@@ -117,14 +117,17 @@ def _key(label: Any) -> str:
     return str(label)
 
 
-def predict(model: ServedModel, rows: Sequence[Row], with_probabilities: bool) -> Predictions:
-    """Checks the rows against the model's inputs, predicts, and converts the answers to JSON values."""
+def predict(model: ServedModel, rows: Sequence[Row], with_probabilities: bool, first_row: int = 0) -> Predictions:
+    """Checks the rows against the model's inputs, predicts, and converts the answers to JSON values.
+
+    `first_row` is the number of the first row in errors (a chunk of a larger dataset names its rows as the
+    dataset numbers them)."""
     if with_probabilities and model.probability_keys is None:
         raise InvalidInput(
             "This model gives no class probabilities (it has no predict_proba): leave out `probabilities`.",
             {"field": "probabilities"},
         )
-    features = model_input(model.inputs, rows)
+    features = model_input(model.inputs, rows, first_row)
     if not rows:
         return Predictions([], [] if with_probabilities else None)  # estimators refuse zero rows
     try:
@@ -147,7 +150,9 @@ def _probability_objects(probabilities: Any, keys: tuple[str, ...] | None) -> li
     return [dict(zip(keys, row, strict=True)) for row in to_json(np.asarray(probabilities).tolist())]
 
 
-def model_input(inputs: RowInputs | MatrixInputs, rows: Sequence[Row]) -> list[Row] | npt.NDArray[np.float64]:
+def model_input(
+    inputs: RowInputs | MatrixInputs, rows: Sequence[Row], first_row: int = 0
+) -> list[Row] | npt.NDArray[np.float64]:
     """The rows as the model takes them: checked, with values coerced to the kind seen at training."""
     if isinstance(inputs, MatrixInputs) and inputs.columns is None:
         raise InvalidInput(
@@ -155,17 +160,17 @@ def model_input(inputs: RowInputs | MatrixInputs, rows: Sequence[Row]) -> list[R
             "features, so the columns of the rows cannot be put in order: upload it again with feature_labels.",
             {"field": "parameters.feature_labels"},
         )
-    check_columns(rows, inputs.required)
+    check_columns(rows, inputs.required, first_row)
     if isinstance(inputs, RowInputs):
-        return [_model_row(index, row, inputs) for index, row in enumerate(rows)]
-    return _matrix(rows, inputs)
+        return [_model_row(index, row, inputs) for index, row in enumerate(rows, first_row)]
+    return _matrix(rows, inputs, first_row)
 
 
-def check_columns(rows: Sequence[Row], required: Sequence[str]) -> None:
+def check_columns(rows: Sequence[Row], required: Sequence[str], first_row: int = 0) -> None:
     """Every row must have every column the model reads; one error names each missing column."""
     needed = frozenset(required)
     missing: dict[str, list[int]] = {}
-    for index, row in enumerate(rows):
+    for index, row in enumerate(rows, first_row):
         if not needed <= row.keys():
             for column in required:
                 if column not in row:
@@ -222,7 +227,7 @@ def _category(value: Any, index: int, column: str) -> Any:
     return value
 
 
-def _matrix(rows: Sequence[Row], inputs: MatrixInputs) -> npt.NDArray[np.float64]:
+def _matrix(rows: Sequence[Row], inputs: MatrixInputs, first_row: int) -> npt.NDArray[np.float64]:
     columns = inputs.columns or ()
     if inputs.n_features is not None and len(columns) != inputs.n_features:
         raise InvalidInput(
@@ -233,7 +238,7 @@ def _matrix(rows: Sequence[Row], inputs: MatrixInputs) -> npt.NDArray[np.float64
     matrix = np.empty((len(rows), len(columns)), dtype=np.float64)
     for index, row in enumerate(rows):
         for position, column in enumerate(columns):
-            number = _number(row[column], index, column)
+            number = _number(row[column], first_row + index, column)
             matrix[index, position] = math.nan if number is None else number
     return matrix
 

@@ -14,6 +14,7 @@ does): a lock guards the structure, and registry reads and model loads happen ou
 concurrent misses may both load the same model (the later one is kept).
 """
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -89,16 +90,26 @@ class ModelCache[T]:
         with self._lock:
             return list(self._entries)
 
-    def get(self, model: str, version: str) -> CacheLookup[T]:
-        """The model for (model, version or `latest`); NotFound when the registry has no such version."""
+    def revalidate_all(self) -> None:
+        """Every entry and `latest` alias is re-read from the registry on its next use (after a SnapStart
+        restore: the window's clock did not run while the snapshot waited)."""
+        with self._lock:
+            for entry in self._entries.values():
+                entry.validated_at = -math.inf
+            self._latest.clear()
+
+    def get(self, model: str, version: str, fresh: bool = False) -> CacheLookup[T]:
+        """The model for (model, version or `latest`); NotFound when the registry has no such version.
+
+        `fresh`: re-read the registry now whatever the window (a batch job about to run for minutes)."""
         if version != LATEST:
-            found = self._get_version(model, version)
+            found = self._get_version(model, version, fresh)
             if found is None:
                 raise NotFound(f"Version {version!r} of model {model!r} does not exist.")
             return found
         # The version `latest` named may have been deleted since: resolve it again, once, from the registry.
         for force in (False, True):
-            found = self._get_version(model, self._resolve_latest(model, force))
+            found = self._get_version(model, self._resolve_latest(model, force or fresh), fresh)
             if found is not None:
                 return found
         raise ServiceUnavailable("The model's versions kept changing while it was read; retry.")
@@ -119,14 +130,14 @@ class ModelCache[T]:
             raise NotFound(f"Model {model!r} does not exist.")
         return name
 
-    def _get_version(self, model: str, version: str) -> CacheLookup[T] | None:
+    def _get_version(self, model: str, version: str, fresh: bool = False) -> CacheLookup[T] | None:
         key = (model, version)
         now = self._clock()
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
                 self._entries.move_to_end(key)
-                if now - entry.validated_at < self._window:
+                if not fresh and now - entry.validated_at < self._window:
                     return CacheLookup(entry.record, entry.value, hit=True)
         record = self._source.read_version(model, version)
         if record is None:

@@ -11,13 +11,14 @@ import io
 import json
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from lrnstak.datasets import csv_cell
 from lrnstak.errors import InvalidInput
 from lrnstak.ml.predicting import ServedModel, prepare_model
 from lrnstak.ml.predicting import predict as predict_rows
@@ -30,7 +31,6 @@ from lrnstak.storage.artifacts import ArtifactStore
 from lrnstak.storage.clients import get_clients
 from lrnstak.storage.records import VersionRecord
 from lrnstak.storage.registry_table import RegistryTable
-from lrnstak.trainer.datasets import csv_cell
 
 PREDICTION = "prediction"
 PROBABILITIES = "probabilities"
@@ -155,18 +155,32 @@ def column_order(rows: Iterable[dict[str, Any]]) -> list[str]:
 
 def csv_answer(prediction: Prediction, input_columns: Sequence[str], include_input: bool) -> str:
     """The answer as CSV: the input columns, `prediction`, and a `probability_<class>` column per class."""
-    added = [PREDICTION, *(PROBABILITY_PREFIX + key for key in prediction.probability_keys or ())]
-    kept = [column for column in input_columns if column not in added] if include_input else []
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*kept, *added])
-    for entry in prediction.entries:
-        classes = entry.get(PROBABILITIES, {})
-        cells = [entry.get(column) for column in kept]
-        cells.append(entry[PREDICTION])
-        cells.extend(classes.get(key) for key in prediction.probability_keys or ())
-        writer.writerow([_csv_text(cell) for cell in cells])
+    layout = CsvLayout(input_columns, include_input, prediction.probability_keys)
+    writer.writerow(layout.header)
+    writer.writerows(layout.records(prediction.entries))
     return buffer.getvalue()
+
+
+class CsvLayout:
+    """The columns of a CSV answer, and each entry as one CSV record of them."""
+
+    def __init__(
+        self, input_columns: Sequence[str], include_input: bool, probability_keys: Sequence[str] | None
+    ) -> None:
+        self._keys = tuple(probability_keys or ())
+        added = [PREDICTION, *(PROBABILITY_PREFIX + key for key in self._keys)]
+        self._kept = [column for column in input_columns if column not in added] if include_input else []
+        self.header = [*self._kept, *added]
+
+    def records(self, entries: Iterable[dict[str, Any]]) -> Iterator[list[str]]:
+        for entry in entries:
+            classes = entry.get(PROBABILITIES, {})
+            cells = [entry.get(column) for column in self._kept]
+            cells.append(entry[PREDICTION])
+            cells.extend(classes.get(key) for key in self._keys)
+            yield [_csv_text(cell) for cell in cells]
 
 
 def _csv_text(value: Any) -> str:
@@ -180,15 +194,20 @@ def _csv_text(value: Any) -> str:
 
 
 @lru_cache(maxsize=1)
-def get_predict_service() -> PredictService:
-    """The service wired to this container's settings and AWS clients, built on first use."""
+def get_model_cache() -> ModelCache[ServedModel]:
+    """The models this container keeps loaded, shared by single and batch predictions."""
     settings = get_settings()
     clients = get_clients()
     source = RegistryModels(
         RegistryTable(clients.dynamodb, settings.registry_table),
         ArtifactStore(clients.s3, settings.models_bucket),
     )
-    cache = ModelCache(
+    return ModelCache(
         source, max_bytes=settings.model_cache_bytes, revalidate_seconds=settings.model_cache_revalidate_seconds
     )
-    return PredictService(cache)
+
+
+@lru_cache(maxsize=1)
+def get_predict_service() -> PredictService:
+    """The service wired to this container's settings and AWS clients, built on first use."""
+    return PredictService(get_model_cache())

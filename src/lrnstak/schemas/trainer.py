@@ -4,6 +4,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lrnstak.schemas.jobs import JobError, JobStatus
+
 
 class SplitOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -53,28 +55,13 @@ class TrainModelResponse(BaseModel):
     training_results: dict[str, Any]
 
 
-class JobLinks(BaseModel):
-    self_: str = Field(alias="self", serialization_alias="self")
-
-
-class JobAcceptedResponse(BaseModel):
-    job_id: str
-    status: str
-    links: JobLinks
-
-
-class JobError(BaseModel):
-    code: str
-    message: str
-
-
 class JobResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     job_id: str
     model: str
     version: str | None
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: JobStatus
     progress: float
     created_at: str
     started_at: str | None

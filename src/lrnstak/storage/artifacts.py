@@ -3,7 +3,7 @@
 import gzip
 import json
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 from botocore.exceptions import ClientError
 
@@ -22,6 +22,11 @@ class ArtifactStore:
         metadata = {"sha256": sha256} if sha256 else {}
         with translate_aws_errors("save an artifact"):
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata)
+
+    def put_file(self, key: str, file: IO[bytes], size: int, content_type: str) -> None:
+        """A file streamed from its current position (one PUT: S3 takes up to 5 GB so)."""
+        with translate_aws_errors("save an output file"):
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=file, ContentLength=size, ContentType=content_type)
 
     def get_bytes(self, key: str) -> bytes:
         try:

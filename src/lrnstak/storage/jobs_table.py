@@ -1,5 +1,6 @@
-"""Training jobs in DynamoDB (JobsTable in template.yaml). Every state change is a conditional update, so
-two workers, or a worker and a reader enforcing a lease, never both move the same job."""
+"""Jobs in DynamoDB (JobsTable in template.yaml): training jobs and batch predictions. Every state change
+is a conditional update, so two workers, or a worker and a reader enforcing a lease, never both move the
+same job."""
 
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +13,7 @@ from lrnstak.storage.errors import error_code, translate_aws_errors
 
 JOBS_BY_MODEL_INDEX = "JobsByModel"
 JOBS_BY_KIND_INDEX = "JobsByKind"
-TRAINING = "training"
+TRAINING, PREDICTION = "training", "prediction"
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 TERMINAL = frozenset({SUCCEEDED, FAILED})
 
@@ -35,6 +36,18 @@ class JobRecord:
     algorithm: str | None = None
     error: dict[str, Any] | None = None
     training_results: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What a finished job records besides its status: the version it registered or predicted with, and
+    its results (a training job's evaluation, a batch prediction's output file)."""
+
+    version: str | None = None
+    algorithm: str | None = None
+    training_results: dict[str, Any] | None = None
+    output: dict[str, Any] | None = None
 
 
 def job_item(job: JobRecord) -> dict[str, Any]:
@@ -75,6 +88,7 @@ def job_from_item(item: dict[str, Any]) -> JobRecord:
         algorithm=text("algorithm"),
         error=from_json_attribute(item, "error"),
         training_results=from_json_attribute(item, "training_results"),
+        output=from_json_attribute(item, "output"),
     )
 
 
@@ -99,19 +113,34 @@ class JobsTable:
         item = response.get("Item")
         return job_from_item(dict(item)) if item else None
 
-    def list_recent(self, model: str | None, limit: int) -> list[JobRecord]:
-        index, key, value = (JOBS_BY_MODEL_INDEX, "model", model) if model else (JOBS_BY_KIND_INDEX, "kind", TRAINING)
-        with translate_aws_errors("list jobs"):
-            response = self._dynamodb.query(
-                TableName=self._table,
-                IndexName=index,
-                KeyConditionExpression="#k = :v",
-                ExpressionAttributeNames={"#k": key},
-                ExpressionAttributeValues={":v": {"S": str(value)}},
-                ScanIndexForward=False,
-                Limit=limit,
+    def list_recent(self, kind: str, model: str | None, limit: int) -> list[JobRecord]:
+        """The newest jobs of one kind, of one model or of all."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": JOBS_BY_KIND_INDEX,
+            "KeyConditionExpression": "#k = :kind",
+            "ExpressionAttributeNames": {"#k": "kind"},
+            "ExpressionAttributeValues": {":kind": {"S": kind}},
+            "ScanIndexForward": False,
+        }
+        if model is not None:
+            # A model has few jobs: its index, filtered to the kind (DynamoDB filters after Limit, so page on).
+            query.update(
+                IndexName=JOBS_BY_MODEL_INDEX,
+                KeyConditionExpression="#m = :model",
+                FilterExpression="#k = :kind",
+                ExpressionAttributeNames={"#m": "model", "#k": "kind"},
+                ExpressionAttributeValues={":model": {"S": model}, ":kind": {"S": kind}},
             )
-        return [job_from_item(dict(item)) for item in response.get("Items", [])]
+        jobs: list[JobRecord] = []
+        with translate_aws_errors("list jobs"):
+            while len(jobs) < limit:
+                response = self._dynamodb.query(**query, Limit=limit)
+                jobs.extend(job_from_item(dict(item)) for item in response.get("Items", []))
+                if "LastEvaluatedKey" not in response:
+                    break
+                query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return jobs[:limit]
 
     def unfinished(self) -> list[JobRecord]:
         """Every queued or running job (a scan: for the local stack's recovery after a restart)."""
@@ -149,23 +178,32 @@ class JobsTable:
             job_id, "SET progress = :p", {":p": {"N": str(progress)}, ":running": {"S": RUNNING}}, "#s = :running"
         )
 
-    def succeed(
-        self, job_id: str, finished_at: str, version: str, algorithm: str, training_results: dict[str, Any]
-    ) -> bool:
-        return self._update(
-            job_id,
-            "SET #s = :done, finished_at = :at, version = :v, algorithm = :a, training_results = :r, progress = :p",
-            {
-                ":done": {"S": SUCCEEDED},
-                ":at": {"S": finished_at},
-                ":v": {"S": version},
-                ":a": {"S": algorithm},
-                ":r": to_json_attribute(training_results, "training_results"),
-                ":p": {"N": "1"},
-                ":running": {"S": RUNNING},
-            },
-            "#s = :running",
-        )
+    def succeed(self, job_id: str, finished_at: str, outcome: JobOutcome) -> bool:
+        assignments = ["#s = :done", "finished_at = :at", "progress = :p"]
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {
+            ":done": {"S": SUCCEEDED},
+            ":at": {"S": finished_at},
+            ":p": {"N": "1"},
+            ":running": {"S": RUNNING},
+        }
+        fields = {
+            "version": {"S": outcome.version} if outcome.version is not None else None,
+            "algorithm": {"S": outcome.algorithm} if outcome.algorithm is not None else None,
+            "training_results": (
+                to_json_attribute(outcome.training_results, "training_results")
+                if outcome.training_results is not None
+                else None
+            ),
+            "output": to_json_attribute(outcome.output, "output") if outcome.output is not None else None,
+        }
+        for name, value in fields.items():
+            if value is not None:
+                # `output` is a reserved word in DynamoDB expressions: every field goes through a name.
+                assignments.append(f"#{name} = :{name}")
+                names[f"#{name}"] = name
+                values[f":{name}"] = value
+        return self._update(job_id, "SET " + ", ".join(assignments), values, "#s = :running", names)
 
     def fail(self, job_id: str, finished_at: str, code: str, message: str) -> bool:
         """Any job not finished yet -> failed, with the reason."""

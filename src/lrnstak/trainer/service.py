@@ -29,7 +29,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lrnstak.datasets import dataset_key, parse_dataset
 from lrnstak.errors import Conflict, InvalidInput, LrnstakError, NotFound, ServiceUnavailable
+from lrnstak.jobs.service import JobService, get_job_service
 from lrnstak.ml.safe_loading import dump_model
 from lrnstak.ml.training import ENGINE, TrainingSpec, train
 from lrnstak.naming import check_model_name, check_version_to_write
@@ -40,17 +42,10 @@ from lrnstak.settings import get_settings
 from lrnstak.storage.artifacts import ArtifactStore
 from lrnstak.storage.clients import get_clients
 from lrnstak.storage.idempotency import idempotency_store
-from lrnstak.storage.jobs_table import RUNNING, JobRecord, JobsTable
-from lrnstak.storage.queue import JobQueue
-from lrnstak.trainer.datasets import dataset_key, parse_dataset
+from lrnstak.storage.jobs_table import TRAINING, JobOutcome, JobRecord
 
-JOB_ID_LENGTH = 32
 IDEMPOTENCY_SECONDS = 3600
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
-
-
-def iso_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class TrainingAbandoned(Exception):
@@ -156,24 +151,18 @@ class TrainerService:
     def __init__(
         self,
         registry: RegistryService,
-        jobs: JobsTable,
-        queue: JobQueue,
+        jobs: JobService,
         store: ArtifactStore,
         *,
         budget_seconds: float,
-        worker_timeout_seconds: int,
-        retention_days: int,
         presigned_url_seconds: int,
         idempotency: BasePersistenceLayer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._registry = registry
         self._jobs = jobs
-        self._queue = queue
         self._store = store
         self._budget = budget_seconds
-        self._worker_timeout = worker_timeout_seconds
-        self._retention_seconds = retention_days * 86_400
         self._url_seconds = presigned_url_seconds
         self._clock = clock
         self._answer_once: Callable[..., dict[str, Any]] | None = None
@@ -270,30 +259,8 @@ class TrainerService:
 
     def submit_job(self, model: str, request: TrainModelRequest) -> JobRecord:
         self._check(model, request)
-        job_id = uuid.uuid4().hex
-        request_key = f"jobs/{job_id}/request.json.gz"
-        self._store.put_json(request_key, request.model_dump(mode="json", by_alias=True, exclude_none=True))
-        job = JobRecord(
-            job_id=job_id,
-            model=model,
-            version=request.version,
-            status="queued",
-            created_at=iso_now(),
-            request_key=request_key,
-            expires_at=int(self._clock()) + self._retention_seconds,
-        )
-        self._jobs.create(job)
-        try:
-            self._queue.send(job_id)
-        except Exception as error:
-            # A job with no message would stay queued forever: it ends here, failed, with the reason.
-            if isinstance(error, LrnstakError):
-                code, reason = error.code, error.message
-            else:
-                code, reason = "internal_error", type(error).__name__
-            self._jobs.fail(job_id, iso_now(), code, f"The job could not be queued: {reason}")
-            raise
-        return job
+        document = request.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return self._jobs.submit(TRAINING, model, request.version, document)
 
     def create_dataset(self, dataset_format: str) -> DatasetUpload:
         """An id and a presigned S3 PUT for data too large for a request body."""
@@ -303,63 +270,25 @@ class TrainerService:
         return DatasetUpload(dataset_id, url, expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
 
     def get_job(self, job_id: str) -> JobRecord:
-        job = self._jobs.get(job_id) if _looks_like_job_id(job_id) else None
+        job = self._jobs.get(TRAINING, job_id)
         if job is None:
             raise NotFound(f"Training job {job_id!r} does not exist.")
-        return self._with_lease_enforced(job)
+        return job
 
     def list_jobs(self, model: str | None, limit: int) -> list[JobRecord]:
         if model is not None:
             check_model_name(model)
-        return [self._with_lease_enforced(job) for job in self._jobs.list_recent(model, limit)]
-
-    def _with_lease_enforced(self, job: JobRecord) -> JobRecord:
-        if job.status == RUNNING and job.lease_expires_at is not None and job.lease_expires_at < self._clock():
-            # The worker would have finished or failed the job by now: it died with it.
-            self._jobs.fail(job.job_id, iso_now(), "worker_lost", self._lost_worker_message(job))
-            return self._jobs.get(job.job_id) or job
-        return job
+        return self._jobs.list_recent(TRAINING, model, limit)
 
     # worker --------------------------------------------------------------------------------------------
 
-    def run_job(self, job_id: str) -> None:
-        """Runs a queued job once. Redelivered messages of running or finished jobs change nothing."""
-        job = self._jobs.get(job_id)
-        if job is None:
-            logger.warning("message for an unknown job", extra={"job_id": job_id})
-            return
-        lease = self._clock() + self._worker_timeout
-        if not self._jobs.claim(job_id, iso_now(), lease):
-            self.get_job(job_id)  # fails it if its worker is gone; otherwise another worker has it
-            return
-        try:
-            request = TrainModelRequest.model_validate(self._store.get_json(job.request_key))
-            progress = self._progress_reporter(job_id)
-            outcome = self._train_and_register(job.model, request, progress, None)
-        except LrnstakError as error:
-            self._jobs.fail(job_id, iso_now(), error.code, error.message)
-            return
-        except Exception as error:  # the job must end failed, never stay running
-            logger.exception("training job failed", extra={"job_id": job_id})
-            self._jobs.fail(job_id, iso_now(), "internal_error", f"Training stopped: {type(error).__name__}.")
-            return
-        self._jobs.succeed(job_id, iso_now(), outcome.version, outcome.algorithm, outcome.training_results)
-
-    def fail_undeliverable(self, job_id: str, receive_count: int) -> None:
-        """A message that reached the dead-letter queue: its job can no longer run."""
-        # SQS keeps counting receives in the dead-letter queue: this delivery is one of them.
-        attempts = max(receive_count - 1, 1)
-        self._jobs.fail(
-            job_id,
-            iso_now(),
-            "dead_letter",
-            f"The job's message could not be processed after {attempts} attempts and was moved to the "
-            "dead-letter queue.",
+    def run_job(self, job: JobRecord, request_document: Any, progress: Callable[[float], None]) -> JobOutcome:
+        """Trains a claimed training job and registers its version (the jobs worker calls this)."""
+        request = TrainModelRequest.model_validate(request_document)
+        outcome = self._train_and_register(job.model, request, progress, None)
+        return JobOutcome(
+            version=outcome.version, algorithm=outcome.algorithm, training_results=outcome.training_results
         )
-
-    def abandon_job(self, job_id: str, reason: str) -> None:
-        """The process running the job stopped without finishing it."""
-        self._jobs.fail(job_id, iso_now(), "worker_lost", reason)
 
     # shared --------------------------------------------------------------------------------------------
 
@@ -416,18 +345,6 @@ class TrainerService:
         metrics.add_metric(name="TrainingDuration", unit=MetricUnit.Seconds, value=seconds)
         return TrainingOutcome(saved.model, saved.version, trained.algorithm, trained.training_results)
 
-    def _progress_reporter(self, job_id: str) -> Callable[[float], None]:
-        def report(fraction: float) -> None:
-            self._jobs.set_progress(job_id, round(0.05 + 0.9 * fraction, 3))
-
-        return report
-
-    def _lost_worker_message(self, job: JobRecord) -> str:
-        return (
-            f"The worker stopped (crashed, was killed or timed out after {self._worker_timeout} s) "
-            f"before finishing attempt {job.attempts}."
-        )
-
 
 class _Deadline:
     """What Powertools reads of a Lambda context, for requests served outside Lambda."""
@@ -450,22 +367,15 @@ def _from_record(record: dict[str, Any]) -> TrainingOutcome | JobRecord:
     return JobRecord(**record["answer"])
 
 
-def _looks_like_job_id(job_id: str) -> bool:
-    return len(job_id) == JOB_ID_LENGTH and all(c in "0123456789abcdef" for c in job_id)
-
-
 @lru_cache(maxsize=1)
 def get_trainer_service() -> TrainerService:
     settings = get_settings()
     clients = get_clients()
     return TrainerService(
         get_registry_service(),
-        JobsTable(clients.dynamodb, settings.jobs_table),
-        JobQueue(clients.sqs, settings.training_queue_url),
+        get_job_service(),
         ArtifactStore(clients.s3, settings.models_bucket),
         budget_seconds=settings.sync_training_budget_seconds,
-        worker_timeout_seconds=settings.worker_timeout_seconds,
-        retention_days=settings.job_retention_days,
         presigned_url_seconds=settings.presigned_url_seconds,
         idempotency=idempotency_store(clients.dynamodb, settings.idempotency_table),
     )

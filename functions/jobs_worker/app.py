@@ -1,5 +1,6 @@
-"""The training worker: runs the jobs named by the training queue's messages, and fails the jobs whose
-messages ended in the dead-letter queue. Fed by SQS (template.yaml: TrainerWorkerFunction)."""
+"""The jobs worker: runs the jobs named by the jobs queue's messages (training jobs and batch predictions),
+and fails the jobs whose messages ended in the dead-letter queue. Fed by SQS (template.yaml:
+JobsWorkerFunction)."""
 
 import json
 from typing import Any
@@ -8,8 +9,11 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from lrnstak.jobs.service import JobRunner, get_job_service
 from lrnstak.observability import logger, metrics, tracer
+from lrnstak.predict.batch import get_batch_prediction_service
 from lrnstak.settings import get_settings
+from lrnstak.storage.jobs_table import PREDICTION, TRAINING
 from lrnstak.storage.queue import queue_name_of
 from lrnstak.trainer.service import get_trainer_service
 
@@ -31,11 +35,15 @@ def handle_record(record: SQSRecord) -> None:
         # Retrying cannot help a message that names no job: it is logged and consumed.
         logger.warning("message names no job", extra={"message_id": record.message_id})
         return
-    trainer = get_trainer_service()
-    if queue_name_of(record.event_source_arn) == queue_name_of(get_settings().training_queue_url):
-        trainer.run_job(job_id)
+    jobs = get_job_service()
+    if queue_name_of(record.event_source_arn) == queue_name_of(get_settings().jobs_queue_url):
+        runners: dict[str, JobRunner] = {
+            TRAINING: get_trainer_service().run_job,
+            PREDICTION: get_batch_prediction_service().run_job,
+        }
+        jobs.run(job_id, runners)
     else:
-        trainer.fail_undeliverable(job_id, int(record.attributes.approximate_receive_count))
+        jobs.fail_undeliverable(job_id, int(record.attributes.approximate_receive_count))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,0 +1,1 @@
+"""Jobs: training and batch prediction work queued for the jobs worker."""
