@@ -138,7 +138,7 @@ def predict(
     response_model=JobAcceptedResponse,
     operation_id="predict_batch",
 )
-def predict_batch(name: str, body: PredictBatchRequest, batches: BatchPredictor) -> JSONResponse:
+def predict_batch(name: str, body: PredictBatchRequest, batches: BatchPredictor, http_request: Request) -> JSONResponse:
     request = BatchRequest(
         dataset=body.dataset,
         output_format=body.format or default_output_format(body.dataset),
@@ -146,7 +146,7 @@ def predict_batch(name: str, body: PredictBatchRequest, batches: BatchPredictor)
         probabilities=body.probabilities,
     )
     job = batches.submit(name, body.version or LATEST, request)
-    return job_accepted(job.job_id, job.status, f"/predict/jobs/{job.job_id}")
+    return job_accepted(http_request, job.job_id, job.status, f"/predict/jobs/{job.job_id}")
 
 
 @router.get("/predict/jobs/{job_id}", response_model=PredictionJobResponse, operation_id="get_prediction_job")

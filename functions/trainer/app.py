@@ -38,8 +38,8 @@ def job_response(job: JobRecord) -> JobResponse:
     )
 
 
-def accepted(job: JobRecord) -> JSONResponse:
-    return job_accepted(job.job_id, job.status, f"/train/jobs/{job.job_id}")
+def accepted(request: Request, job: JobRecord) -> JSONResponse:
+    return job_accepted(request, job.job_id, job.status, f"/train/jobs/{job.job_id}")
 
 
 def train_model(
@@ -54,7 +54,7 @@ def train_model(
     lambda_context = request.scope.get("aws.context")  # set by Mangum in Lambda
     outcome = trainer.train_model(name, body, respond_async, idempotency_key, lambda_context)
     if not isinstance(outcome, TrainingOutcome):
-        return accepted(outcome)
+        return accepted(request, outcome)
     return TrainModelResponse(
         message=f"Model {outcome.model}_{outcome.version} trained and saved.",
         model=outcome.model,

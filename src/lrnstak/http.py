@@ -24,6 +24,8 @@ from lrnstak.errors import LrnstakError, ServiceUnavailable
 from lrnstak.observability import logger, metrics, tracer
 from lrnstak.settings import get_settings
 
+# The path prefix (stage, base path) the client's URL had in front of the route; set by strip_path_prefix.
+PUBLIC_PREFIX_KEY = "lrnstak.public_prefix"
 LambdaEvent = dict[str, Any]
 LambdaHandler = Callable[[LambdaEvent, LambdaContext], dict[str, Any]]
 
@@ -290,7 +292,9 @@ def strip_path_prefix(event: LambdaEvent, base_path: str) -> LambdaEvent:
     """Removes what API Gateway leaves in front of the routes' own paths.
 
     HTTP API (v2) puts a named stage in the path (`/prod/models`); a custom domain's base path mapping
-    (`/v1/models`) appears in both shapes. Routes are declared without either.
+    (`/v1/models`) appears in both shapes. Routes are declared without either. What the client had in front
+    of the route (`/prod` on an execute-api URL, `/v1` on a custom domain) is kept in the event under
+    PUBLIC_PREFIX_KEY, for the links the API hands out (see `public_path`).
     """
     context = event.get("requestContext") or {}
     prefixes = ["/" + base_path.strip("/")] if base_path.strip("/") else []
@@ -299,17 +303,37 @@ def strip_path_prefix(event: LambdaEvent, base_path: str) -> LambdaEvent:
     if event.get("version") == "2.0" and isinstance(http, dict):
         if stage and stage != "$default":
             prefixes.insert(0, f"/{stage}")
-        path = _without_prefixes(str(http.get("path", "")), prefixes)
-        return {**event, "requestContext": {**context, "http": {**http, "path": path}}}
-    if "path" in event:
-        return {**event, "path": _without_prefixes(str(event["path"]), prefixes)}
-    return event
+        sent = str(http.get("path", ""))
+        path = _without_prefixes(sent, prefixes)
+        stripped = {**event, "requestContext": {**context, "http": {**http, "path": _encoded(path)}}}
+    elif "path" in event:
+        # REST (v1): `path` has no stage; requestContext.path is the path as the client sent it.
+        path = _without_prefixes(str(event["path"]), prefixes)
+        sent = str(context.get("path") or event["path"])
+        stripped = {**event, "path": _encoded(path)}
+    else:
+        return event
+    if path == "/":
+        stripped[PUBLIC_PREFIX_KEY] = sent.rstrip("/")
+    else:
+        stripped[PUBLIC_PREFIX_KEY] = sent[: len(sent) - len(path)] if sent.endswith(path) else ""
+    return stripped
+
+
+def public_path(request: Request, path: str) -> str:
+    """A path of this API as the client reaches it (behind the stage or base path its request came through)."""
+    event = request.scope.get("aws.event") or {}
+    return str(event.get(PUBLIC_PREFIX_KEY, "")) + path
 
 
 def _without_prefixes(path: str, prefixes: list[str]) -> str:
     for prefix in prefixes:
         if path == prefix or path.startswith(prefix + "/"):
             path = path[len(prefix) :] or "/"
+    return path
+
+
+def _encoded(path: str) -> str:
     # Mangum unquotes the path; an encoded slash must survive that as %2F (see path_keeping_encoded_slashes).
     return re.sub("%2[fF]", "%252F", path)
 
@@ -326,7 +350,8 @@ def wrap_handler(asgi_handler: Callable[[LambdaEvent, Any], dict[str, Any]]) -> 
     return cast(LambdaHandler, handler)
 
 
-def job_accepted(job_id: str, status: str, link: str) -> JSONResponse:
+def job_accepted(request: Request, job_id: str, status: str, path: str) -> JSONResponse:
     """202 for work that continues as a job: the job's link in the body and in Location."""
+    link = public_path(request, path)
     body = {"job_id": job_id, "status": status, "links": {"self": link}}
     return JSONResponse(body, status_code=202, headers={"Location": link})

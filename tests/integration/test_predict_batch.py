@@ -53,8 +53,8 @@ def submit(name: str, body: dict[str, Any]) -> LambdaResponse:
 def accepted(response: LambdaResponse) -> str:
     assert response.status == 202, response.raw_body
     job_id = str(response.json()["job_id"])
-    assert response.json() == {"job_id": job_id, "status": "queued", "links": {"self": f"/predict/jobs/{job_id}"}}
-    assert response.headers["location"] == f"/predict/jobs/{job_id}"
+    assert response.json() == {"job_id": job_id, "status": "queued", "links": {"self": f"/prod/predict/jobs/{job_id}"}}
+    assert response.headers["location"] == f"/prod/predict/jobs/{job_id}"
     return job_id
 
 

@@ -26,7 +26,7 @@ from lrnstak.storage.queue import JobQueue, queue_name_of
 from lrnstak.trainer import service as trainer_service
 from lrnstak.trainer.service import TrainingAbandoned
 
-from support.events import rest_v1_event
+from support.events import http_v2_event, rest_v1_event
 from support.functions import LambdaResponse, invoke
 from support.jobs import jobs_queue, receive, run_worker
 
@@ -106,8 +106,8 @@ def accepted_job_id(response: LambdaResponse) -> str:
     job_id = answer["job_id"]
     assert len(job_id) == 32
     assert set(job_id) <= set(HEX)
-    assert answer == {"job_id": job_id, "status": "queued", "links": {"self": f"/train/jobs/{job_id}"}}
-    assert response.headers["location"] == f"/train/jobs/{job_id}"
+    assert answer == {"job_id": job_id, "status": "queued", "links": {"self": f"/prod/train/jobs/{job_id}"}}
+    assert response.headers["location"] == f"/prod/train/jobs/{job_id}"
     return str(job_id)
 
 
@@ -541,3 +541,11 @@ def test_a_missing_training_queue_fails_the_job_rather_than_leaving_it_queued(
     # Like a missing table or bucket (lrnstak.storage.errors): a deployment that is not ready, retry later.
     assert response.status == 503, response.raw_body
     assert response.json()["error"]["code"] == "service_unavailable"
+
+
+@pytest.mark.parametrize(("stage", "prefix"), [("$default", ""), ("dev", "/dev")])
+def test_the_job_link_keeps_the_stage_the_client_called_through(aws: AwsClients, stage: str, prefix: str) -> None:
+    response = invoke("TrainerFunction", http_v2_event("POST", "/train/linked", body=body(), stage=stage))
+    assert response.status == 202, response.raw_body
+    link = f"{prefix}/train/jobs/{response.json()['job_id']}"
+    assert (response.headers["location"], response.json()["links"]["self"]) == (link, link)

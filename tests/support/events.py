@@ -2,6 +2,7 @@
 
 import base64
 import copy
+import functools
 import json
 import re
 from pathlib import Path
@@ -27,10 +28,15 @@ def _encode_body(body: Any) -> str | None:
     return base64.b64encode(raw).decode()
 
 
+@functools.cache
+def _template_routes() -> list[Any]:
+    return list(Template.load().routes())
+
+
 def template_resource(path: str, method: str) -> tuple[str, dict[str, str]]:
     """The template route API Gateway would match (literal segments first), and its path parameters."""
     best: tuple[tuple[int, ...], str, dict[str, str]] | None = None
-    for route in Template.load().routes():
+    for route in _template_routes():
         if route.method != method:
             continue
         names = re.findall(r"{([^}]+)}", route.path)

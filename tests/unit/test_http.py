@@ -1,6 +1,6 @@
 """The HTTP shell: path prefixes API Gateway adds, and the one error shape."""
 
-from lrnstak.http import strip_path_prefix
+from lrnstak.http import PUBLIC_PREFIX_KEY, strip_path_prefix
 
 from support.events import http_v2_event, rest_v1_event
 
@@ -31,3 +31,20 @@ def test_custom_domain_base_path_is_stripped_in_both_shapes() -> None:
     assert strip_path_prefix(rest, "/v1")["path"] == "/models"
     http = http_v2_event("GET", "/v1/models", stage="prod")
     assert strip_path_prefix(http, "v1/")["requestContext"]["http"]["path"] == "/models"
+
+
+def test_the_prefix_the_client_used_is_kept_for_links() -> None:
+    assert strip_path_prefix(rest_v1_event("GET", "/train/jobs/x", stage="dev"), "")[PUBLIC_PREFIX_KEY] == "/dev"
+    assert strip_path_prefix(http_v2_event("GET", "/models", stage="prod"), "")[PUBLIC_PREFIX_KEY] == "/prod"
+    assert strip_path_prefix(http_v2_event("GET", "/models"), "")[PUBLIC_PREFIX_KEY] == ""
+    custom_domain = rest_v1_event("GET", "/v1/models")
+    custom_domain["requestContext"]["path"] = "/v1/models"  # a custom domain's URL has no stage
+    assert strip_path_prefix(custom_domain, "/v1")[PUBLIC_PREFIX_KEY] == "/v1"
+    root = http_v2_event("GET", "/", stage="prod")
+    assert strip_path_prefix(root, "")[PUBLIC_PREFIX_KEY] == "/prod"
+
+
+def test_a_client_cannot_choose_the_prefix() -> None:
+    event = rest_v1_event("GET", "/models", stage="prod")
+    event[PUBLIC_PREFIX_KEY] = "https://elsewhere.example"
+    assert strip_path_prefix(event, "")[PUBLIC_PREFIX_KEY] == "/prod"

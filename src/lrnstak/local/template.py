@@ -1,7 +1,7 @@
 """Reads template.yaml: the one source of truth for resource definitions, environment and routes."""
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,13 @@ class Template:
 
     @classmethod
     def load(cls, root: Path | None = None) -> "Template":
-        root = root or find_repo_root()
-        with (root / REPO_ROOT_MARKER).open() as handle:
+        return cls.from_file((root or find_repo_root()) / REPO_ROOT_MARKER)
+
+    @classmethod
+    def from_file(cls, path: Path) -> "Template":
+        with path.open() as handle:
             body = yaml.load(handle, Loader=_CloudFormationLoader)  # noqa: S506 - SafeLoader subclass
-        return cls(body, root)
+        return cls(body, path.parent)
 
     @property
     def resources(self) -> dict[str, dict[str, Any]]:
@@ -100,14 +103,61 @@ class Template:
         return {name: str(p.get("Default", "")) for name, p in self.body.get("Parameters", {}).items()}
 
     def function_environment(self, function: str, physical_names: Mapping[str, str]) -> dict[str, str]:
-        """Globals' variables overlaid with the function's own, intrinsic references resolved locally."""
+        """Globals' variables overlaid with the function's own, intrinsic references resolved locally.
+
+        A variable whose `!If` picks `!Ref AWS::NoValue` under the parameters' defaults is left out, as
+        CloudFormation leaves it out.
+        """
         merged: dict[str, Any] = dict(
             self.body.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
         )
         own = self.functions()[function].get("Properties", {}).get("Environment", {}).get("Variables", {})
         merged.update(own)
         references = {**self.parameter_defaults(), **physical_names}
-        return {name: resolve(value, references) for name, value in merged.items()}
+        condition = self.condition_evaluator(references)
+        chosen = {name: choose(value, condition) for name, value in merged.items()}
+        return {name: resolve(value, references) for name, value in chosen.items() if value != NO_VALUE}
+
+    def condition_evaluator(self, references: Mapping[str, str]) -> Callable[[str], bool]:
+        """Evaluates the template's Conditions by name, against `references` (parameters, resource names),
+        and only those asked for: the others may use what cannot be resolved locally."""
+        conditions: dict[str, Any] = dict(self.body.get("Conditions", {}))
+        values: dict[str, bool] = {}
+
+        def condition(name: str) -> bool:
+            if name not in values:
+                values[name] = evaluate(conditions[name])
+            return values[name]
+
+        def evaluate(expression: Any) -> bool:
+            if not isinstance(expression, Mapping) or len(expression) != 1:
+                raise ValueError(f"cannot evaluate the condition {expression!r} locally")
+            ((function, arguments),) = expression.items()
+            if function in {"Condition", "Fn::Condition"}:  # JSON form, and the YAML tag as loaded here
+                return condition(str(arguments))
+            if function == "Fn::Equals":
+                first, second = arguments
+                return resolve(first, references) == resolve(second, references)
+            if function == "Fn::Not":
+                return not evaluate(arguments[0])
+            if function == "Fn::And":
+                return all(evaluate(argument) for argument in arguments)
+            if function == "Fn::Or":
+                return any(evaluate(argument) for argument in arguments)
+            raise ValueError(f"cannot evaluate the condition {expression!r} locally")
+
+        return condition
+
+
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def choose(value: Any, condition: Callable[[str], bool]) -> Any:
+    """Follows `!If [condition, when true, when false]`, nested or not, to the branch the conditions pick."""
+    while isinstance(value, Mapping) and "Fn::If" in value:
+        name, when_true, when_false = value["Fn::If"]
+        value = when_true if condition(name) else when_false
+    return value
 
 
 def resolve(value: Any, references: Mapping[str, str]) -> str:
