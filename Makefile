@@ -13,7 +13,7 @@ LAMBDA_RUNTIME_DIR := build/lambda-runtime
 # sam build's output; `make build size BUILD_DIR=/tmp/x` builds and measures elsewhere.
 BUILD_DIR ?= .aws-sam/build
 
-.PHONY: help venv run test test-integration lint typecheck validate lint-compose build size unit events clean
+.PHONY: help venv run test test-integration deploy lint typecheck validate lint-compose build size unit events clean
 
 help:
 	@echo "make run           start the whole stack on http://127.0.0.1:$(PORT) (LRNSTAK_RESET=1 starts empty)"
@@ -21,6 +21,7 @@ help:
 	@echo "make test-integration  the public API over HTTP only: the embedded stack, or LRNSTAK_API_URL=<any endpoint>"
 	@echo "make build         sam build (no container) into .aws-sam/build, stripped of bytecode and caches"
 	@echo "make size          each built function's unzipped size with its layers; fails above 230 MB (Lambda: 250)"
+	@echo "make deploy        sam build + sam deploy with samconfig.toml's environment ENV (default: default)"
 	@echo "make validate      cfn-lint and sam validate --lint on template.yaml"
 	@echo "make lint-compose  docker-compose.yml against the compose schema, shellcheck of the scripts"
 	@echo "make events        regenerate the API Gateway event samples in tests/events"
@@ -86,6 +87,13 @@ test: lint typecheck validate lint-compose build size $(LAMBDA_RUNTIME_DIR)/.ins
 # LRNSTAK_API_KEY=... when the API wants a key) it drives that endpoint: LocalStack, moto or a deployed stack.
 test-integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration/public_api
+
+# AWS credentials from your shell (AWS_PROFILE, ...); the first time, `sam deploy --guided` asks for each
+# setting and can save them in samconfig.toml. The stack's outputs give the API URL and the bucket.
+ENV ?= default
+deploy: build size
+	$(TOOLS_ENV) $(BIN)/sam deploy --config-env $(ENV) --template-file $(BUILD_DIR)/template.yaml
+	$(TOOLS_ENV) $(BIN)/sam list stack-outputs --config-env $(ENV) --output table
 
 events: $(STAMP)
 	$(TOOLS_ENV) $(BIN)/sam local generate-event apigateway aws-proxy --stage prod > tests/events/apigateway_rest_v1.json
