@@ -13,15 +13,16 @@ LAMBDA_RUNTIME_DIR := build/lambda-runtime
 # sam build's output; `make build size BUILD_DIR=/tmp/x` builds and measures elsewhere.
 BUILD_DIR ?= .aws-sam/build
 
-.PHONY: help venv run test test-integration deploy lint typecheck validate lint-compose build size unit events clean
+.PHONY: help venv run test test-integration deploy bench lint typecheck validate lint-compose build size unit events clean
 
 help:
 	@echo "make run           start the whole stack on http://127.0.0.1:$(PORT) (LRNSTAK_RESET=1 starts empty)"
 	@echo "make test          lint, type checks, template checks, sam build and every test"
 	@echo "make test-integration  the public API over HTTP only: the embedded stack, or LRNSTAK_API_URL=<any endpoint>"
-	@echo "make build         sam build (no container) into .aws-sam/build, stripped of bytecode and caches"
+	@echo "make build         sam build (no container) into .aws-sam/build: no tests or caches, bytecode precompiled"
 	@echo "make size          each built function's unzipped size with its layers; fails above 230 MB (Lambda: 250)"
 	@echo "make deploy        sam build + sam deploy with samconfig.toml's environment ENV (default: default)"
+	@echo "make bench         predict benchmarks: warm latency and cold start, printed (benchmarks/README.md)"
 	@echo "make validate      cfn-lint and sam validate --lint on template.yaml"
 	@echo "make lint-compose  docker-compose.yml against the compose schema, shellcheck of the scripts"
 	@echo "make events        regenerate the API Gateway event samples in tests/events"
@@ -55,10 +56,12 @@ validate: $(STAMP)
 
 build: $(STAMP)
 	$(TOOLS_ENV) $(BIN)/sam build --cached --parallel --template-file template.yaml --build-dir $(BUILD_DIR)
-	@# The layers' Makefiles strip what they install; this also drops bytecode that running the built
-	@# functions (tests, sam local) left in the build folder, which is not what Lambda gets.
+	@# Bytecode and caches that running the built functions (tests, sam local) may have left are dropped,
+	@# then every module is compiled as the layers' Makefiles do (unchecked hashes: Lambda uses them as they
+	@# are), so what is deployed never depends on what ran in the build folder.
 	find $(BUILD_DIR) -depth -type d \( -name __pycache__ -o -name .pytest_cache -o -name .mypy_cache \) -exec rm -rf {} +
 	find $(BUILD_DIR) -type f -name '*.py[co]' -delete
+	$(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash $(BUILD_DIR)
 
 size: $(STAMP)
 	$(PY) scripts/lambda_size.py --build-dir $(BUILD_DIR)
@@ -94,6 +97,11 @@ ENV ?= default
 deploy: build size
 	$(TOOLS_ENV) $(BIN)/sam deploy --config-env $(ENV) --template-file $(BUILD_DIR)/template.yaml
 	$(TOOLS_ENV) $(BIN)/sam list stack-outputs --config-env $(ENV) --output table
+
+# Figures, never asserted: see benchmarks/README.md for what each one means.
+bench: $(STAMP)
+	$(PY) benchmarks/predict_warm.py
+	$(PY) benchmarks/predict_cold.py
 
 events: $(STAMP)
 	$(TOOLS_ENV) $(BIN)/sam local generate-event apigateway aws-proxy --stage prod > tests/events/apigateway_rest_v1.json

@@ -17,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lrnstak import __version__
@@ -24,6 +25,9 @@ from lrnstak.errors import LrnstakError, ServiceUnavailable
 from lrnstak.observability import logger, metrics, tracer
 from lrnstak.settings import get_settings
 
+# What a browser may send and read across origins (when CORS_ALLOWED_ORIGINS allows its origin).
+CORS_REQUEST_HEADERS = ("Content-Type", "Accept", "X-Api-Key", "Authorization", "Idempotency-Key", "Prefer")
+CORS_EXPOSED_HEADERS = ("Location", "X-Request-Id", "X-Model-Version", "X-Next-Token", "Retry-After")
 # The path prefix (stage, base path) the client's URL had in front of the route; set by strip_path_prefix.
 PUBLIC_PREFIX_KEY = "lrnstak.public_prefix"
 LambdaEvent = dict[str, Any]
@@ -275,6 +279,32 @@ def health_router(function_name: str) -> APIRouter:
     return router
 
 
+class CorsMiddleware:
+    """Starlette's CORS handling for the origins in settings (CORS_ALLOWED_ORIGINS), built on the first
+    request: settings are read once, never at import. No origins: requests pass untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._handler: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._handler is None:
+            origins = get_settings().cors_origins
+            self._handler = (
+                CORSMiddleware(
+                    self._app,
+                    allow_origins=origins,
+                    allow_methods=["GET", "POST", "PUT", "DELETE"],
+                    allow_headers=list(CORS_REQUEST_HEADERS),
+                    expose_headers=list(CORS_EXPOSED_HEADERS),
+                    max_age=600,
+                )
+                if origins
+                else self._app
+            )
+        await self._handler(scope, receive, send)
+
+
 def create_app(function_name: str, routers: Iterable[APIRouter], extra_media_types: Iterable[str] = ()) -> FastAPI:
     """One function's app. `extra_media_types`: body media types its routes read besides JSON (else 415)."""
     app = FastAPI(title=f"lrnstak {function_name}", version=__version__, openapi_url=None)
@@ -285,6 +315,7 @@ def create_app(function_name: str, routers: Iterable[APIRouter], extra_media_typ
     app.add_middleware(JsonBodyMiddleware, extra_media_types=tuple(extra_media_types))
     app.add_middleware(EncodedSlashMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(CorsMiddleware)
     return app
 
 

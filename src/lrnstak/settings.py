@@ -44,10 +44,16 @@ class Settings(BaseSettings):
     model_cache_revalidate_seconds: float = Field(default=2.0, ge=0, le=300)
     # Predict: artifact bytes of the models a warm function keeps loaded (LRU); a larger model is not cached.
     model_cache_bytes: int = Field(default=512 * 1024 * 1024, ge=0)
+    # Browser origins allowed to read answers (comma-separated); empty: no CORS headers at all.
+    cors_allowed_origins: str = Field(default="", pattern=r"^[A-Za-z0-9.:/,*-]*$")
     # Predict with SnapStart: models loaded before the snapshot, "name" or "name:version", comma-separated.
     predict_preload_models: str = Field(default="", pattern=r"^[A-Za-z0-9_.,:-]*$")
     # Lambda answers at most 6 MB; predict refuses a larger answer (413) rather than let the invocation fail.
     max_response_bytes: int = Field(default=6 * 1024 * 1024 - 64 * 1024, gt=0)
+
+    @property
+    def cors_origins(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_allowed_origins.split(",") if origin.strip()]
 
 
 @lru_cache(maxsize=1)

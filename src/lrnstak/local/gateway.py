@@ -1,8 +1,11 @@
-"""An ASGI stand-in for API Gateway: the template's routes, each to its function's app, on one port."""
+"""An ASGI stand-in for API Gateway: the template's routes, each to its function's app, on one port; with
+LRNSTAK_API_KEY set, every request but a CORS preflight needs it in x-api-key, as the deployed API does."""
 
+import hmac
 import importlib.util
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -17,6 +20,8 @@ from lrnstak.observability import metrics
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Reads that change state (the old stack's pop is a GET); the snapshot must treat them as writes.
 WRITING_READS = frozenset({("GET", "/cache/pop/{key}")})
+# POSTs that only read (a prediction): they must not wait for, or hold back, a snapshot.
+READING_WRITES = frozenset({("POST", "/predict/model/{name}")})
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,10 @@ class LocalGateway:
         guard: Callable[[Callable[[], Awaitable[None]]], Awaitable[None]] | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        api_key: str = "",
     ) -> None:
         self._routes = sorted((compile_route(r) for r in routes), key=lambda c: c.specificity)
+        self._api_key = api_key.encode()
         self._apps = apps
         self._guard = guard
         self._on_startup = on_startup
@@ -82,6 +89,14 @@ class LocalGateway:
             return
         method, path = scope["method"], path_keeping_encoded_slashes(scope)
         matches = [c for c in self._routes if c.pattern.match(path)]
+        if method == "OPTIONS" and matches and _header(scope, b"access-control-request-method") is not None:
+            # A CORS preflight, answered without a key as API Gateway's mock does (the app's CORS
+            # middleware answers it when CORS_ALLOWED_ORIGINS allows the origin).
+            await self._apps[matches[0].route.function](scope, receive, send)
+            return
+        if self._api_key and not hmac.compare_digest(_header(scope, b"x-api-key") or b"", self._api_key):
+            await _send_error(send, 403, "forbidden", "Send a valid API key in the x-api-key header.")
+            return
         chosen = next((c for c in matches if c.route.method in (method, "ANY")), None)
         if chosen is None:
             status, code = (405, "method_not_allowed") if matches else (404, "not_found")
@@ -89,7 +104,8 @@ class LocalGateway:
             return
         app = self._apps[chosen.route.function]
         try:
-            writes = method in MUTATING_METHODS or (method, chosen.route.path) in WRITING_READS
+            route = (method, chosen.route.path)
+            writes = (method in MUTATING_METHODS and route not in READING_WRITES) or route in WRITING_READS
             if self._guard is not None and writes:
                 await self._guard(lambda: app(scope, receive, send))
             else:
@@ -113,8 +129,18 @@ class LocalGateway:
                 return
 
 
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    return next((value for key, value in scope["headers"] if key.lower() == name), None)
+
+
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error": {"code": code, "message": message, "details": None}, "request_id": ""}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    """The gateway's own refusals, in the one error shape (as the deployed API's gateway responses are)."""
+    request_id = uuid.uuid4().hex
+    body = json.dumps({"error": {"code": code, "message": message, "details": None}, "request_id": request_id}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-request-id", request_id.encode()),
+    ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

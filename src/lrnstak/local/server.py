@@ -48,6 +48,8 @@ class LocalSettings(BaseSettings):
     lrnstak_reset: bool = False
     lrnstak_snapshot_seconds: float = Field(default=2.0, gt=0)
     lrnstak_resource_prefix: str = Field(default="lrnstak", pattern="^[a-z0-9][a-z0-9-]{0,30}$")
+    # Empty: open, as `make run` always was. Set: every request needs it in x-api-key, like the deployed API.
+    lrnstak_api_key: str = Field(default="", pattern=r"^[\x21-\x7e]*$")
 
 
 class EmbeddedAws:
@@ -177,7 +179,11 @@ class LocalStack:
             await gate.snapshot_if_dirty()
 
         return LocalGateway.from_template(
-            self.template, guard=gate.run_write, on_startup=start_snapshots, on_shutdown=stop_snapshots
+            self.template,
+            guard=gate.run_write,
+            on_startup=start_snapshots,
+            on_shutdown=stop_snapshots,
+            api_key=self.settings.lrnstak_api_key,
         )
 
     def stop(self) -> bool:

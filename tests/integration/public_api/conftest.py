@@ -23,12 +23,23 @@ API_KEY_VARIABLE = "LRNSTAK_API_KEY"
 
 
 @pytest.fixture(scope="session")
-def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_key() -> str | None:
+    """The key the endpoint wants: LRNSTAK_API_KEY with LRNSTAK_API_URL; for the embedded stack, a fresh one
+    it is started with, so the suite always goes through the key check."""
+    if os.environ.get(API_URL_VARIABLE, "").strip():
+        return os.environ.get(API_KEY_VARIABLE) or None
+    return secrets.token_urlsafe(24)
+
+
+@pytest.fixture(scope="session")
+def api_url(tmp_path_factory: pytest.TempPathFactory, api_key: str | None) -> Iterator[str]:
     given = os.environ.get(API_URL_VARIABLE, "").strip()
     if given:
         yield given.rstrip("/")  # a stage path (https://...execute-api.../Prod) is kept
         return
-    running = start_stack(Path(tmp_path_factory.mktemp("public-api-stack")), reset=True)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(API_KEY_VARIABLE, api_key or "")
+        running = start_stack(Path(tmp_path_factory.mktemp("public-api-stack")), reset=True)
     # The stack writes to a pipe: read it all along, or a full pipe would block the stack.
     reader = threading.Thread(target=_keep_reading, args=(running,), daemon=True)
     reader.start()
@@ -46,9 +57,8 @@ def _keep_reading(running: RunningStack) -> None:
 
 
 @pytest.fixture(scope="session")
-def api(api_url: str) -> Iterator[httpx.Client]:
-    key = os.environ.get(API_KEY_VARIABLE)
-    headers = {"x-api-key": key} if key else {}
+def api(api_url: str, api_key: str | None) -> Iterator[httpx.Client]:
+    headers = {"x-api-key": api_key} if api_key else {}
     with httpx.Client(base_url=api_url, timeout=60, headers=headers) as client:
         yield client
 
