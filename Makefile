@@ -13,7 +13,7 @@ LAMBDA_RUNTIME_DIR := build/lambda-runtime
 # sam build's output; `make build size BUILD_DIR=/tmp/x` builds and measures elsewhere.
 BUILD_DIR ?= .aws-sam/build
 
-.PHONY: help venv run test test-integration deploy bench lint typecheck validate lint-compose build size unit events clean
+.PHONY: help venv run test test-integration deploy bench lint lint-template typecheck validate lint-compose build size unit events clean
 
 help:
 	@echo "make run           start the whole stack on http://127.0.0.1:$(PORT) (LRNSTAK_RESET=1 starts empty)"
@@ -24,6 +24,7 @@ help:
 	@echo "make deploy        sam build + sam deploy with samconfig.toml's environment ENV (default: default)"
 	@echo "make bench         predict benchmarks: warm latency and cold start, printed (benchmarks/README.md)"
 	@echo "make validate      cfn-lint and sam validate --lint on template.yaml"
+	@echo "make lint-template checkov on template.yaml (reviewed skips with reasons in .checkov.yaml)"
 	@echo "make lint-compose  docker-compose.yml against the compose schema, shellcheck of the scripts"
 	@echo "make events        regenerate the API Gateway event samples in tests/events"
 
@@ -66,6 +67,16 @@ build: $(STAMP)
 size: $(STAMP)
 	$(PY) scripts/lambda_size.py --build-dir $(BUILD_DIR)
 
+# checkov lives in its own venv: its pins conflict with the project's. requirements/checkov.txt is exact.
+CHECKOV := build/tools/checkov/bin/checkov
+$(CHECKOV): requirements/checkov.txt
+	@py=$$(scripts/find-python312) || exit 1; rm -rf build/tools/checkov && "$$py" -m venv build/tools/checkov
+	build/tools/checkov/bin/pip install --quiet -r requirements/checkov.txt
+	@touch $(CHECKOV)
+
+lint-template: $(CHECKOV)
+	$(CHECKOV) --config-file .checkov.yaml -f template.yaml
+
 # Offline: the compose-spec schema is vendored in scripts/vendor/; shellcheck comes with the dev extras.
 lint-compose: $(STAMP)
 	$(PY) scripts/check_compose.py docker-compose.yml
@@ -82,7 +93,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
 # The whole suite, the public-API suite included, against the embedded stack whatever the shell exports.
-test: lint typecheck validate lint-compose build size $(LAMBDA_RUNTIME_DIR)/.installed
+test: lint typecheck validate lint-template lint-compose build size $(LAMBDA_RUNTIME_DIR)/.installed
 	env -u LRNSTAK_API_URL $(BIN)/pytest -q
 
 # The public API over HTTP only. Without LRNSTAK_API_URL it starts the embedded stack itself; with it
