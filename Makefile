@@ -13,7 +13,7 @@ LAMBDA_RUNTIME_DIR := build/lambda-runtime
 # sam build's output; `make build size BUILD_DIR=/tmp/x` builds and measures elsewhere.
 BUILD_DIR ?= .aws-sam/build
 
-.PHONY: help venv run test test-integration deploy bench lint lint-template typecheck validate lint-compose build size unit events clean
+.PHONY: help venv run test test-integration deploy bench soak lint lint-template typecheck validate lint-compose build size unit events clean
 
 help:
 	@echo "make run           start the whole stack on http://127.0.0.1:$(PORT) (LRNSTAK_RESET=1 starts empty)"
@@ -23,6 +23,7 @@ help:
 	@echo "make size          each built function's unzipped size with its layers; fails above 230 MB (Lambda: 250)"
 	@echo "make deploy        sam build + sam deploy with samconfig.toml's environment ENV (default: default)"
 	@echo "make bench         predict benchmarks: warm latency and cold start, printed (benchmarks/README.md)"
+	@echo "make soak          3 minutes of mixed traffic on the local stack: 5xx count, memory before and after"
 	@echo "make validate      cfn-lint and sam validate --lint on template.yaml"
 	@echo "make lint-template checkov on template.yaml (reviewed skips with reasons in .checkov.yaml)"
 	@echo "make lint-compose  docker-compose.yml against the compose schema, shellcheck of the scripts"
@@ -113,6 +114,10 @@ deploy: build size
 bench: $(STAMP)
 	$(PY) benchmarks/predict_warm.py
 	$(PY) benchmarks/predict_cold.py
+
+# A few minutes of mixed traffic from several processes on the local stack: 5xx count and memory (RSS).
+soak: $(STAMP)
+	$(PY) benchmarks/soak.py
 
 events: $(STAMP)
 	$(TOOLS_ENV) $(BIN)/sam local generate-event apigateway aws-proxy --stage prod > tests/events/apigateway_rest_v1.json
