@@ -226,6 +226,54 @@ def test_sparse_arrays_load() -> None:
     assert (loaded != matrix).nnz == 0
 
 
+# The loader rebuilds every pickled dtype with numpy's own constructor and checks every array's state:
+# whatever numpy can pickle must still come back as pickle.loads gives it.
+NUMPY_VALUES: dict[str, Any] = {
+    "object-field": np.array([(1, "x"), (2, None)], dtype=[("a", "<i8"), ("b", "O")]),
+    "aligned-struct": np.array([(1, 2.5)], dtype=np.dtype([("x", "<i4"), ("y", "<f8")], align=True)),
+    "subarray-field": np.arange(8, dtype="<f4").view([("v", "<f4", (3,)), ("n", "<f4")]),
+    "nested-struct": np.zeros(2, dtype=[("inner", [("p", "<i2"), ("q", ">f8")]), ("s", "S3")]),
+    "titled-field": np.ones(1, dtype={"names": ["a"], "formats": ["<f8"], "titles": ["Alpha"]}),
+    "datetime": np.array(["2024-01-02T03:04"], dtype="datetime64[m]"),
+    "timedelta": np.array([5], dtype="timedelta64[ns]"),
+    "text": np.array(["héllo", "x"]),
+    "bytes": np.array([b"ab", b"c"]),
+    "object-2d": np.array([["a", 1], [None, 2.5]], dtype=object),
+    "float16": np.array([1.5], dtype=np.float16),
+    "complex": np.array([1 + 2j]),
+    "float-scalar": np.float32(3.5),
+    "void-scalar": np.array([(7,)], dtype=[("a", "<i4")])[0],
+    "dtype-alone": np.dtype([("when", "M8[s]"), ("what", "U4")]),
+}
+
+
+@pytest.mark.parametrize("protocol", range(6))
+@pytest.mark.parametrize("name", NUMPY_VALUES)
+def test_numpy_values_load_as_pickle_gives_them(name: str, protocol: int) -> None:
+    data = pickle.dumps(NUMPY_VALUES[name], protocol=protocol)
+    loaded, expected = load_model(data, require_predict=False).estimator, pickle.loads(data)
+    assert type(loaded) is type(expected)
+    if isinstance(expected, np.dtype):
+        assert loaded == expected
+        assert loaded.flags == expected.flags
+        return
+    assert loaded.dtype == expected.dtype
+    assert loaded.shape == expected.shape
+    if expected.dtype.hasobject:
+        assert loaded.tolist() == expected.tolist()
+    else:
+        assert loaded.tobytes() == expected.tobytes()
+
+
+def test_keys_a_model_holds_cost_nothing_near_the_budget() -> None:
+    # A text model's vocabulary is a large dict of short strings; tuples, sets and slices appear too.
+    rng = np.random.default_rng(0)
+    vocabulary = {f"word{index}": int(index) for index in rng.permutation(200_000)}
+    keyed = {(1, "a"): 1, frozenset({2, 3}): 2, (1, (2, (3, 4))): 3, 10**30: 4}
+    for data in (pickle.dumps(vocabulary, protocol=4), joblib_dump(vocabulary, compress=3), pickle.dumps(keyed)):
+        assert load_model(data, require_predict=False).estimator in (vocabulary, keyed)
+
+
 @pytest.mark.parametrize(
     ("module", "name", "expected"),
     [

@@ -12,10 +12,23 @@ or is refused.
 A refused global does not stop the load on the spot. The unpickler records it, hands back an inert
 placeholder and carries on, so the client learns every refused name at once. Nothing refused is called.
 
-What an allowlist cannot do: allowlisted compiled classes (sklearn's Tree, KDTree/BallTree,
-HistGradientBoosting's TreePredictor, scipy's sparse matrices) trust the arrays in their pickled state, so
-a crafted file that passes this check can still make prediction read out of bounds and crash the process.
-Allowlisted constructors can also be asked for a lot of memory.
+Allowlisted names are not harmless whatever they are given: pickle calls them with arguments from the
+stream, and compiled code (CPython's hashing, numpy, sklearn's trees) trusts the state it is handed and
+reads out of bounds, or takes bytes for pointers, when that state lies. So the unpickler also
+
+- lets each allowlisted callable take only the arguments pickle.dump writes for it (a numpy dtype from its
+  name, a set from a list, an estimator class from nothing at all), which keeps out ``bytes(10**12)``,
+  ``list(range(10**12))`` and scipy matrices built from a shape; an array may not ask for more bytes than
+  the file holds;
+- sets each object's state once, and checks the state of numpy dtypes and arrays before numpy sees it;
+- bounds what hashing keys may cost, and how deeply hashed tuples, object arrays and dtypes may nest: all
+  of them recurse in C without a limit, so a deep enough chain overflows the stack and kills the process;
+- and once the object is built, checks every decision tree in it (sklearn's Tree, HistGradientBoosting's
+  TreePredictor, and the ensembles that hand their trees input checked only once), because prediction
+  follows their node and feature indices without bounds checks.
+
+Still trusted as they come: KDTree/BallTree, libsvm's support vectors and scipy's sparse matrices, so a
+crafted nearest-neighbours, SVM or sparse model can still make prediction read out of bounds.
 """
 
 import _compat_pickle
@@ -27,10 +40,13 @@ import io
 import math
 import pickle
 import re
+import struct
 import sys
 import warnings
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from types import NoneType
 from typing import Any, ClassVar, Final, Protocol
 
 import joblib
@@ -41,6 +57,7 @@ import sklearn
 from joblib.compressor import _COMPRESSORS
 from joblib.numpy_pickle import NumpyArrayWrapper
 from joblib.numpy_pickle_utils import _detect_compressor, _ensure_native_byte_order
+from numpy.random.bit_generator import BitGenerator, SeedSequence
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import InconsistentVersionWarning
 from sklearn.metrics._dist_metrics import DistanceMetric
@@ -51,6 +68,17 @@ from lrnstak.errors import ArtifactIntegrityError, InvalidModel, LrnstakError, U
 # especially); past this many decompressed bytes the load stops. Generous, because lrnstak also reloads
 # the models it trained itself, and a large forest is hundreds of megabytes.
 MAX_UNCOMPRESSED_BYTES: Final = 2 * 1024**3
+
+# Hashing a key costs in proportion to its size, and a pickle can make a key twice the size of the previous
+# one in a few bytes (a tuple holding two references to it). Hashing may cost this many steps per byte read,
+# plus the floor; the keys of a model are short strings, one step each.
+HASH_STEPS_PER_BYTE: Final = 16
+HASH_STEPS_FLOOR: Final = 1_000_000
+
+# How deeply hashed tuples, numpy object arrays and numpy dtypes may nest. CPython and numpy hash, lay out
+# and free them by recursing in C without a limit, so a chain of a hundred thousand crashes the process;
+# nothing in a model nests more than a few levels.
+MAX_NESTING: Final = 64
 
 _READ_CHUNK: Final = 1024**2
 
@@ -139,10 +167,15 @@ def _warning_texts(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
 def _unpickle(data: bytes) -> Any:
     if not data:
         raise InvalidModel(f"The model is empty. {_WHAT_TO_SEND}")
-    context = _LoadContext()
+    # Nothing in a pickle asks for memory it does not send, except the empty arrays numpy fills in later.
+    context = _LoadContext(max_declared_bytes=len(data))
     try:
         stream, context.max_array_bytes = _open_stream(data)
+        context.stream = stream
         loaded = _RestrictedUnpickler(stream, context).load()
+        if not context.refused:
+            # Placeholders stand anywhere in a refused load: its structure is not worth checking.
+            _check_structures(loaded, context)
     except MemoryError:
         # Running out of memory is the server's problem to see, not a verdict on the client's file.
         raise
@@ -350,9 +383,244 @@ def _is_sklearn_class(cls: type) -> bool:
     return (
         issubclass(cls, BaseEstimator)
         or cls.__module__ in _SKLEARN_LOSS_MODULES
-        # The metric objects inside KDTree/BallTree and KNeighbors* (EuclideanDistance64, ...).
-        or issubclass(cls, DistanceMetric)
+        # The metric objects inside KDTree/BallTree and KNeighbors* (EuclideanDistance64, ...), except the
+        # ones that call a function from the pickle (metric=callable), which the allowlist never supplies.
+        or (issubclass(cls, DistanceMetric) and not cls.__name__.startswith("PyFuncDistance"))
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Calls. pickle calls what find_class hands out with arguments from the stream (REDUCE, NEWOBJ, INST, OBJ,
+# copyreg._reconstructor). Each allowlisted callable takes only the arguments pickle.dump writes for it:
+# classes from the namespaces are only ever created empty and then given their state, and the few
+# functions and builtins that take arguments get a rule each. A rule answers whether the call may go
+# ahead; it raises _Refusal for a reason worth its own sentence, InvalidModel for a size over the limits.
+
+_CallRule = Callable[[tuple[Any, ...], dict[str, Any], "_LoadContext"], bool]
+
+
+def _no_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    return not args and not kwargs
+
+
+def _bytearray_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # bytearray(bytes) from protocols 2-4; Python 2 wrote bytearray(text, "latin-1"). Never a size.
+    if kwargs or len(args) > 2:
+        return False
+    if len(args) == 2:
+        return type(args[0]) is str and args[1] in ("latin-1", "latin1")
+    return not args or type(args[0]) in (bytes, bytearray)
+
+
+def _complex_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    return not kwargs and len(args) <= 2 and all(type(part) in (int, float) for part in args)
+
+
+def _set_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # set(list) and frozenset(list), as protocols 0-3 write them: the items come from the stream.
+    if kwargs or len(args) > 1:
+        return False
+    if args:
+        if type(args[0]) not in (list, tuple):
+            return False
+        context.charge_hashing(args[0])
+    return True
+
+
+def _range_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    return not kwargs and 1 <= len(args) <= 3 and all(type(bound) is int for bound in args)
+
+
+def _slice_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    return not kwargs and 1 <= len(args) <= 3 and all(bound is None or type(bound) is int for bound in args)
+
+
+def _ordered_dict_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # OrderedDict() with SETITEMS after it; Python 2 wrote OrderedDict([[key, value], ...]).
+    if kwargs or len(args) > 1:
+        return False
+    if args:
+        pairs = args[0]
+        if type(pairs) is not list or not all(type(pair) in (list, tuple) and len(pair) == 2 for pair in pairs):
+            return False
+        context.charge_hashing(pair[0] for pair in pairs)
+    return True
+
+
+def _reconstructor_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # _reconstructor(cls, object, None) is object.__new__(cls), how protocols 0 and 1 create instances.
+    # With another base it is base.__new__(cls, state) and base.__init__(obj, state): a call of base.
+    if kwargs or len(args) != 3 or not (isinstance(args[0], type) and isinstance(args[1], type)):
+        return False
+    _, base, state = args
+    return base is object or context.call_rule(base)((state,), {}, context)
+
+
+def _dtype_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # numpy writes dtype(name, align, copy) and sends the rest of the layout as BUILD state.
+    return (
+        not kwargs
+        and 1 <= len(args) <= 3
+        and type(args[0]) is str
+        and all(type(flag) in (bool, int) for flag in args[1:])
+    )
+
+
+def _reconstruct_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # numpy writes _reconstruct(ndarray, (0,), b"b") and sends shape, dtype and data as BUILD state. The
+    # shape here is an allocation nothing in the stream pays for.
+    if kwargs or len(args) != 3:
+        return False
+    subtype, shape, typecode = args
+    shape = _shape_of(shape)
+    if not (isinstance(subtype, type) and issubclass(subtype, np.ndarray)) or shape is None:
+        return False
+    if isinstance(typecode, np.dtype):
+        context.seal(typecode)
+        itemsize = typecode.itemsize
+    elif type(typecode) in (bytes, str):
+        itemsize = np.dtype(typecode).itemsize
+    else:
+        return False
+    context.declare(math.prod(shape) * itemsize)
+    return True
+
+
+def _scalar_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # scalar(dtype, raw bytes), which numpy checks against the item size; an object scalar is its object.
+    if kwargs or len(args) != 2 or not isinstance(args[0], np.dtype):
+        return False
+    dtype, value = args
+    context.seal(dtype)
+    return dtype.kind == "O" if dtype.hasobject else type(value) is bytes
+
+
+def _frombuffer_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # _frombuffer(buffer, dtype, shape, order[, axis_order]) views bytes from the stream; numpy checks sizes.
+    if kwargs or len(args) not in (4, 5):
+        return False
+    buffer, dtype, shape, order = args[:4]
+    axis_order = args[4] if len(args) == 5 else None
+    if not (
+        type(buffer) in (bytes, bytearray)
+        and isinstance(dtype, np.dtype)
+        and not dtype.hasobject
+        and _shape_of(shape) is not None
+        and order in ("C", "F", "A", "K")
+        and (axis_order is None or _shape_of(axis_order) is not None)
+    ):
+        return False
+    context.seal(dtype)
+    return True
+
+
+def _bit_generator_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # __bit_generator_ctor(PCG64) or ("PCG64"): it calls whatever class it is given.
+    if kwargs or len(args) > 1:
+        return False
+    return not args or type(args[0]) is str or (isinstance(args[0], type) and issubclass(args[0], BitGenerator))
+
+
+def _random_state_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # __generator_ctor / __randomstate_ctor(bit generator or its name). Their second parameter is a
+    # function they call on the first: never one from the stream.
+    if kwargs or len(args) > 1:
+        return False
+    return not args or type(args[0]) is str or isinstance(args[0], BitGenerator)
+
+
+def _seed_sequence_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # Cython's __pyx_unpickle_SeedSequence(cls, checksum, state or None); the state usually comes as BUILD.
+    if kwargs or len(args) != 3 or args[0] is not SeedSequence or type(args[1]) is not int:
+        return False
+    return args[2] is None or _seed_sequence_state_problem(args[2]) is None
+
+
+def _cython_unpickle_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # Cython's __pyx_unpickle_<Class>(cls, checksum, state): it checks both and types every field.
+    return (
+        not kwargs
+        and len(args) == 3
+        and isinstance(args[0], type)
+        and type(args[1]) is int
+        and (args[2] is None or type(args[2]) is tuple)
+    )
+
+
+def _class_argument(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # sklearn's newObj(cls) is cls.__new__(cls): what NEWOBJ does without arguments.
+    return not kwargs and len(args) == 1 and isinstance(args[0], type)
+
+
+def _tree_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    # Tree(n_features, n_classes, n_outputs) allocates n_outputs class counts, then copies n_classes in.
+    if kwargs or len(args) != 3:
+        return False
+    n_features, n_classes, n_outputs = args
+    return (
+        type(n_features) is int
+        and n_features >= 1
+        and type(n_outputs) is int
+        and isinstance(n_classes, np.ndarray)
+        and n_classes.shape == (n_outputs,)
+        and n_outputs >= 1
+        and n_classes.dtype.kind == "i"
+        and bool((n_classes >= 1).all())
+    )
+
+
+def _codecs_arguments(args: tuple[Any, ...], kwargs: dict[str, Any], context: "_LoadContext") -> bool:
+    return not kwargs and len(args) == 2  # _encode_latin1 checks the rest
+
+
+# Keyed by where the object really is (the values of _EXACT_GLOBALS). Everything else: no arguments.
+_CALL_RULES: Final[dict[tuple[str, str], _CallRule]] = {
+    ("builtins", "bytearray"): _bytearray_arguments,
+    ("builtins", "complex"): _complex_arguments,
+    ("builtins", "frozenset"): _set_arguments,
+    ("builtins", "set"): _set_arguments,
+    ("builtins", "range"): _range_arguments,
+    ("builtins", "slice"): _slice_arguments,
+    ("collections", "OrderedDict"): _ordered_dict_arguments,
+    ("copyreg", "_reconstructor"): _reconstructor_arguments,
+    ("numpy", "dtype"): _dtype_arguments,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct_arguments,
+    ("numpy._core.multiarray", "scalar"): _scalar_arguments,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer_arguments,
+    ("numpy.random._pickle", "__bit_generator_ctor"): _bit_generator_arguments,
+    ("numpy.random._pickle", "__generator_ctor"): _random_state_arguments,
+    ("numpy.random._pickle", "__randomstate_ctor"): _random_state_arguments,
+    ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence"): _seed_sequence_arguments,
+    ("sklearn.tree._tree", "Tree"): _tree_arguments,
+    ("sklearn.neighbors._kd_tree", "newObj"): _class_argument,
+    ("sklearn.neighbors._ball_tree", "newObj"): _class_argument,
+    ("sklearn.metrics._dist_metrics", "newObj"): _class_argument,
+    ("sklearn._loss._loss", "__pyx_unpickle_CyHalfMultinomialLoss"): _cython_unpickle_arguments,
+}
+
+
+def _call_rule(module: str, name: str) -> _CallRule:
+    """The rule for calling what find_class hands out for ``module.name`` (already allowed)."""
+    if (module, name) in _SUBSTITUTES:
+        return _codecs_arguments
+    location = _EXACT_GLOBALS.get((module, name))
+    return _CALL_RULES.get(location, _no_arguments) if location is not None else _no_arguments
+
+
+def _shape_of(value: object) -> tuple[int, ...] | None:
+    shape = (value,) if type(value) is int else value
+    if type(shape) is not tuple or len(shape) > 64:
+        return None
+    for size in shape:  # a loop, not all(): this runs for every array
+        if type(size) is not int or size < 0:
+            return None
+    return shape
+
+
+def _argument_types(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    described = [type(arg).__name__ for arg in args] + [f"{key}=" for key in kwargs]
+    text = ", ".join(described[:6]) + (", ..." if len(described) > 6 else "")
+    return f"({text})"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -396,21 +664,58 @@ class _Refused:
         return (_Refused, ())
 
 
+def _is_placeholder(obj: object) -> bool:
+    return obj is _Refused or type(obj) is _Refused
+
+
+class _Refusal(Exception):
+    """An operation the unpickler skips instead of performing; the message joins refused_operations."""
+
+
+# Hashing these recurses into their items, and CPython caches none of their hashes but frozenset's.
+_HASHED_CONTAINERS: Final = (tuple, frozenset, slice)
+_MAX_HASH_COST: Final = 2**62
+
+
+def _hashed_items(key: object) -> tuple[object, ...]:
+    if isinstance(key, slice):
+        return (key.start, key.stop, key.step)
+    return tuple(key) if isinstance(key, tuple | frozenset) else ()
+
+
 @dataclass
 class _LoadContext:
     """What one load_model call has refused so far; the nested unpicklers of object arrays share it."""
 
+    # What numpy may be asked to allocate without the bytes coming in the stream: no more than the file.
+    max_declared_bytes: int = 0
     # How many bytes one joblib array may claim: no more than the file, or the decompression cap.
     max_array_bytes: int = 0
+    stream: "_Stream | None" = None
     refused_globals: list[str] = field(default_factory=list)
     refused_operations: list[str] = field(default_factory=list)
+    inconsistent_structures: list[str] = field(default_factory=list)
     # Everything find_class handed out, by id: classes and functions shared by the whole process.
     # Holding them here keeps the ids unique for the duration of the load.
     handed_out: dict[int, object] = field(default_factory=dict)
+    call_rules: dict[int, _CallRule] = field(default_factory=dict)
+    # Objects whose state has been set (pickle sets it once, right after creating them).
+    built: dict[int, object] = field(default_factory=dict)
+    # numpy dtypes and arrays that arrays or other dtypes already use: changing their state now would
+    # change the layout those rely on.
+    sealed: dict[int, object] = field(default_factory=dict)
+    # How deeply numpy object arrays and dtypes nest, by id, for the ones whose state has been set.
+    nesting: dict[int, tuple[object, int]] = field(default_factory=dict)
+    # Trees, and estimators that hold them, made by this load: checked once it is done.
+    checked_objects: list[object] = field(default_factory=list)
+    structure_checked_types: dict[type, bool] = field(default_factory=dict)
+    hash_steps: int = 0
+    # Hashing cost and nesting of tuples, frozensets and slices hashed so far, by id.
+    key_costs: dict[int, tuple[object, int, int]] = field(default_factory=dict)
 
     @property
     def refused(self) -> bool:
-        return bool(self.refused_globals or self.refused_operations)
+        return bool(self.refused_globals or self.refused_operations or self.inconsistent_structures)
 
     def refuse_global(self, qualified_name: str) -> type[_Refused]:
         if qualified_name not in self.refused_globals:
@@ -420,6 +725,88 @@ class _LoadContext:
     def refuse_operation(self, description: str) -> None:
         if description not in self.refused_operations:
             self.refused_operations.append(description)
+
+    def refuse_structure(self, description: str) -> None:
+        if description not in self.inconsistent_structures:
+            self.inconsistent_structures.append(description)
+
+    def made(self, obj: object) -> object:
+        """Notes an object a call made, to check its structure after the load if it is a tree or holds some."""
+        kind = type(obj)
+        checked = self.structure_checked_types.get(kind)
+        if checked is None:
+            checked = self.structure_checked_types[kind] = _checks_structure(kind)
+        if checked:
+            self.checked_objects.append(obj)
+        return obj
+
+    def call_rule(self, func: object) -> _CallRule:
+        return self.call_rules.get(id(func), _no_arguments)
+
+    def seal(self, obj: object) -> None:
+        self.sealed[id(obj)] = obj
+
+    def declare(self, nbytes: int) -> None:
+        if nbytes > self.max_declared_bytes:
+            raise InvalidModel(
+                f"The model asks numpy for an array of {nbytes} bytes without sending them, more than the "
+                f"{self.max_declared_bytes} bytes of the whole file."
+            )
+
+    def nesting_of(self, obj: object) -> int:
+        known = self.nesting.get(id(obj))
+        return known[1] if known is not None else 1
+
+    def charge_hashing(self, keys: Iterable[object]) -> None:
+        """Counts what hashing ``keys`` costs; raises _Refusal past the budget or the nesting limit."""
+        steps = 0
+        for key in keys:
+            steps += 1 if type(key) is str else self._hash_cost(key)
+        self.hash_steps += steps
+        if self.hash_steps > HASH_STEPS_FLOOR:
+            read = self.stream.tell() if self.stream is not None else 0
+            if self.hash_steps > HASH_STEPS_FLOOR + HASH_STEPS_PER_BYTE * read:
+                raise _Refusal(f"keys that take more than {HASH_STEPS_PER_BYTE} hashing steps per byte to hash")
+
+    def _hash_cost(self, key: object) -> int:
+        if type(key) is int:
+            return 1 + key.bit_length() // 64
+        if type(key) not in _HASHED_CONTAINERS:
+            return 1
+        known = self.key_costs.get(id(key))
+        if known is not None:
+            return known[1]
+        # Post-order and iterative: the point is to refuse keys nested deeper than any recursion would go.
+        pending: list[tuple[object, int, bool]] = [(key, 1, False)]
+        while pending:
+            node, depth, items_done = pending.pop()
+            if id(node) in self.key_costs:
+                continue
+            if depth > MAX_NESTING:
+                raise _Refusal(f"keys nested more than {MAX_NESTING} levels deep")
+            if items_done:
+                self._record_hash_cost(node)
+                continue
+            pending.append((node, depth, True))
+            pending.extend(
+                (item, depth + 1, False)
+                for item in _hashed_items(node)
+                if type(item) in _HASHED_CONTAINERS and id(item) not in self.key_costs
+            )
+        return self.key_costs[id(key)][1]
+
+    def _record_hash_cost(self, node: object) -> None:
+        # Its nested items are recorded already: they came off the stack first.
+        cost, nesting = 1, 1
+        for item in _hashed_items(node):
+            if type(item) in _HASHED_CONTAINERS:
+                _, item_cost, item_nesting = self.key_costs[id(item)]
+                cost, nesting = cost + item_cost, max(nesting, item_nesting + 1)
+            else:
+                cost += self._hash_cost(item)
+        if nesting > MAX_NESTING:
+            raise _Refusal(f"keys nested more than {MAX_NESTING} levels deep")
+        self.key_costs[id(node)] = (node, min(cost, _MAX_HASH_COST), nesting)
 
     def unsafe_model(self) -> UnsafeModel:
         sentences = []
@@ -431,13 +818,28 @@ class _LoadContext:
         if self.refused_operations:
             sentences.append(f"The model uses pickle features lrnstak refuses: {', '.join(self.refused_operations)}.")
             details["refused_operations"] = list(self.refused_operations)
+        if self.inconsistent_structures:
+            shown = self.inconsistent_structures[:_STRUCTURES_SHOWN]
+            more = len(self.inconsistent_structures) - len(shown)
+            sentences.append(
+                "Parts of the model contradict themselves in ways that would crash prediction: "
+                + "; ".join(shown)
+                + (f"; and {more} more." if more else ".")
+            )
+            details["inconsistent_structures"] = shown
         return UnsafeModel(" ".join([*sentences, _WHAT_LOADS]), details=details)
+
+
+# A forest of hundreds of broken trees need not be listed in full.
+_STRUCTURES_SHOWN: Final = 10
 
 
 class _Stream(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
     def readline(self, size: int = -1, /) -> bytes: ...
+
+    def tell(self) -> int: ...
 
 
 class _BoundedStream:
@@ -449,10 +851,25 @@ class _BoundedStream:
         self._left = limit
 
     def read(self, size: int = -1, /) -> bytes:
-        return self._count(self._stream.read(self._cap(size)))
+        wanted = self._cap(size)
+        if wanted <= _READ_CHUNK:
+            return self._count(self._stream.read(wanted))
+        # Sizes come from length fields in the stream. A buffered reader reserves what it is asked for up
+        # front, so ask for what actually arrives, a chunk at a time.
+        chunks = []
+        while wanted > 0:
+            chunk = self._count(self._stream.read(min(wanted, _READ_CHUNK)))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            wanted -= len(chunk)
+        return b"".join(chunks)
 
     def readline(self, size: int = -1, /) -> bytes:
         return self._count(self._stream.readline(self._cap(size)))
+
+    def tell(self) -> int:
+        return self._limit - self._left
 
     def _cap(self, size: int) -> int:
         # Ask for one byte past the budget, so that running over is noticed rather than silently truncated.
@@ -499,7 +916,17 @@ def _qualified_name(obj: object) -> str:
     return f"{module}.{name}" if module else str(name)
 
 
-_PICKLE_LOAD_BUILD: Final[Callable[[Any], None]] = pickle._Unpickler.dispatch[pickle.BUILD[0]]
+def _pickle_handler(opcode: bytes) -> Callable[[Any], None]:
+    handler: Callable[[Any], None] = pickle._Unpickler.dispatch[opcode[0]]
+    return handler
+
+
+_PICKLE_LOAD_BUILD: Final = _pickle_handler(pickle.BUILD)
+_PICKLE_INSTANTIATE: Final[Callable[[Any, Any, list[Any]], None]] = vars(pickle._Unpickler)["_instantiate"]
+
+# What pickle.dump fills with APPEND(S), SETITEM(S) and ADDITEMS. Anything else with an append, extend,
+# __setitem__ or add method (a numpy array, a sparse matrix) would run that method on stream data.
+_MAPPINGS: Final = (dict, OrderedDict)
 
 
 class _RestrictedUnpickler(pickle._Unpickler):
@@ -511,9 +938,12 @@ class _RestrictedUnpickler(pickle._Unpickler):
 
     # Internals of the pure-Python unpickler that typeshed does not declare.
     stack: list[Any]
+    metastack: list[list[Any]]
     proto: int
     read: Callable[[int], bytes]
+    readline: Callable[[], bytes]
     append: Callable[[Any], None]
+    pop_mark: Callable[[], list[Any]]
 
     dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
 
@@ -530,29 +960,206 @@ class _RestrictedUnpickler(pickle._Unpickler):
         if found is None:
             return self._context.refuse_global(f"{module}.{name}")
         self._context.handed_out[id(found)] = found
+        self._context.call_rules[id(found)] = _call_rule(module, name)
         return found
+
+    def _name_line(self) -> str:
+        # pickle.py drops the last byte of the line whatever it is: a file cut short in a global's name
+        # would otherwise be judged by a name nobody wrote, and refused as unsafe rather than truncated.
+        line = self.readline()
+        if not line.endswith(b"\n"):
+            raise pickle.UnpicklingError("pickle data was truncated")
+        return line[:-1].decode("utf-8")
+
+    def _load_global(self) -> None:
+        module = self._name_line()
+        self.append(self.find_class(module, self._name_line()))
+
+    def _load_inst(self) -> None:
+        module = self._name_line()
+        klass = self.find_class(module, self._name_line())
+        self._instantiate(klass, self.pop_mark())
 
     def persistent_load(self, pid: Any) -> Any:
         # Persistent IDs ask the unpickler's owner to supply objects; lrnstak supplies none.
         self._context.refuse_operation("persistent IDs")
         return _Refused()
 
-    def _load_build(self) -> None:
-        target = self.stack[-2]
-        if id(target) in self._context.handed_out:
-            # BUILD on a class or function would set attributes on it for the whole process, so that every
-            # later model sees the change. Legitimate pickles only BUILD the instances they just created.
-            self.stack.pop()
-            self._context.refuse_operation(f"setting attributes of {_qualified_name(target)}")
+    # Calls -----------------------------------------------------------------------------------------
+
+    def _permits_call(self, func: Any, args: Any, kwargs: Any) -> bool:
+        """Whether pickle may call ``func`` with these arguments; records why not, unless already refused."""
+        if type(args) is not tuple or type(kwargs) is not dict:
+            self._context.refuse_operation(f"calling {_qualified_name(func)} with arguments that are not a tuple")
+            return False
+        # Placeholders exist only once something has been refused.
+        if self._context.refused and (_is_placeholder(func) or any(map(_is_placeholder, (*args, *kwargs.values())))):
+            return False  # the refusal is on record; the result is a placeholder either way
+        try:
+            if self._context.call_rule(func)(args, kwargs, self._context):
+                return True
+            self._context.refuse_operation(f"calling {_qualified_name(func)} with {_argument_types(args, kwargs)}")
+        except _Refusal as refusal:
+            self._context.refuse_operation(str(refusal))
+        return False
+
+    def _load_reduce(self) -> None:
+        args = self.stack.pop()
+        func = self.stack[-1]
+        self.stack[-1] = self._context.made(func(*args)) if self._permits_call(func, args, {}) else _Refused()
+
+    def _load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._context.made(cls.__new__(cls, *args)) if self._permits_call(cls, args, {}) else _Refused())
+
+    def _load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        permitted = self._permits_call(cls, args, kwargs)
+        self.append(self._context.made(cls.__new__(cls, *args, **kwargs)) if permitted else _Refused())
+
+    def _instantiate(self, klass: Any, args: list[Any]) -> None:
+        # INST and OBJ, protocols 0 and 1: klass(*args), or klass.__new__(klass) without arguments.
+        if self._permits_call(klass, tuple(args), {}):
+            _PICKLE_INSTANTIATE(self, klass, args)
+            self._context.made(self.stack[-1])
+        else:
+            self.append(_Refused())
+
+    # Filling containers -----------------------------------------------------------------------------
+
+    def _fills(self, target: object, kinds: tuple[type, ...], keys: Iterable[object] = ()) -> bool:
+        """Whether pickle may put items into ``target``, hashing ``keys`` on the way."""
+        if _is_placeholder(target):
+            return False
+        if type(target) not in kinds:
+            self._context.refuse_operation(f"adding items to a {type(target).__name__}")
+            return False
+        try:
+            self._context.charge_hashing(keys)
+        except _Refusal as refusal:
+            self._context.refuse_operation(str(refusal))
+            return False
+        return True
+
+    def _load_append(self) -> None:
+        value = self.stack.pop()
+        if self._fills(self.stack[-1], (list,)):
+            self.stack[-1].append(value)
+
+    def _load_appends(self) -> None:
+        items = self.pop_mark()
+        if self._fills(self.stack[-1], (list,)):
+            self.stack[-1].extend(items)
+
+    def _load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        if self._fills(self.stack[-1], _MAPPINGS, (key,)):
+            self.stack[-1][key] = value
+
+    def _load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if self._fills(target, _MAPPINGS, items[::2]):
+            for index in range(0, len(items), 2):
+                target[items[index]] = items[index + 1]
+
+    def _load_dict(self) -> None:
+        items = self.pop_mark()
+        result: dict[Any, Any] = {}
+        if self._fills(result, (dict,), items[::2]):
+            result.update(zip(items[::2], items[1::2], strict=False))
+        self.append(result)
+
+    def _load_additems(self) -> None:
+        items = self.pop_mark()
+        if self._fills(self.stack[-1], (set,), items):
+            self.stack[-1].update(items)
+
+    def _load_frozenset(self) -> None:
+        items = self.pop_mark()
+        try:
+            self._context.charge_hashing(items)
+        except _Refusal as refusal:
+            self._context.refuse_operation(str(refusal))
+            self.append(_Refused())
             return
+        self.append(frozenset(items))
+
+    def _load_bytearray8(self) -> None:
+        # pickle.py allocates the length the stream claims before reading any of it.
+        (size,) = struct.unpack("<Q", self.read(8))
+        data = bytearray(self.read(min(size, _READ_CHUNK)))
+        while len(data) < size:
+            chunk = self.read(min(size - len(data), _READ_CHUNK))
+            if not chunk:
+                raise pickle.UnpicklingError("pickle data was truncated")
+            data += chunk
+        self.append(data)
+
+    # State ------------------------------------------------------------------------------------------
+
+    def _load_build(self) -> None:
+        state = self.stack.pop()
+        target = self.stack[-1]
+        problem = self._build_problem(target, state)
+        if problem is not None:
+            self._context.refuse_operation(problem)
+            return
+        if _is_placeholder(target):
+            return
+        self._context.built[id(target)] = target
+        if isinstance(target, np.dtype):
+            self._build_dtype(target, state)
+            return
+        self.stack.append(state)
         _PICKLE_LOAD_BUILD(self)
         if type(self.stack[-1]) is NumpyArrayWrapper:
             # joblib's array placeholder is complete: its bytes follow in the file.
             self.stack[-1] = self._read_wrapped_array(self.stack[-1])
 
+    def _build_problem(self, target: object, state: object) -> str | None:
+        """Why the state may not be set on ``target``, or None."""
+        context = self._context
+        if id(target) in context.handed_out:
+            # BUILD on a class or function would set attributes on it for the whole process, so that every
+            # later model sees the change. Legitimate pickles only BUILD the instances they just created.
+            return f"setting attributes of {_qualified_name(target)}"
+        if _is_placeholder(target):
+            return None
+        if id(target) in context.built:
+            return f"setting the state of a {type(target).__name__} twice"
+        if id(target) in context.sealed:
+            return f"changing a numpy {type(target).__name__} that other arrays or dtypes already use"
+        if isinstance(target, np.ndarray | np.dtype | SeedSequence | BitGenerator):
+            return _compiled_state_problem(target, state, context)
+        try:
+            # Without __setstate__, pickle stores the items of a dict state one by one, hashing the keys.
+            if type(state) is dict:
+                context.charge_hashing(state)
+            elif type(state) is tuple and len(state) == 2 and type(state[0]) is dict:
+                context.charge_hashing(state[0])
+        except _Refusal as refusal:
+            return str(refusal)
+        return None
+
+    def _build_dtype(self, target: Any, state: object) -> None:
+        # numpy believes the flags, item size and fields of a pickled dtype, so the state it gets is the
+        # one it writes itself for the layout the stream describes (checked by _dtype_state_problem).
+        canonical = _canonical_dtype(target, state)
+        assert canonical is not None  # _build_problem has refused the states without one
+        target.__setstate__(canonical.__reduce__()[2])
+        self._context.nesting[id(target)] = (target, _dtype_nesting(canonical, self._context))
+        for inner in _inner_dtypes(canonical):
+            self._context.seal(inner)  # a dtype inside another may not change its layout any more
+
     def _read_wrapped_array(self, wrapper: object) -> npt.NDArray[Any]:
         """joblib's NumpyArrayWrapper.read_array, without its nested stdlib pickle.load and memory maps."""
         header = _ArrayHeader.from_wrapper(wrapper)
+        self._context.seal(header.dtype)
         if header.dtype.hasobject:
             array = self._load_nested_array()
         else:
@@ -585,6 +1192,19 @@ class _RestrictedUnpickler(pickle._Unpickler):
     def _load_ext4(self) -> None:
         self._load_extension(int.from_bytes(self.read(4), "little", signed=True))
 
+    dispatch[pickle.GLOBAL[0]] = _load_global
+    dispatch[pickle.INST[0]] = _load_inst
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+    dispatch[pickle.APPEND[0]] = _load_append
+    dispatch[pickle.APPENDS[0]] = _load_appends
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.DICT[0]] = _load_dict
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+    dispatch[pickle.FROZENSET[0]] = _load_frozenset
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
     dispatch[pickle.BUILD[0]] = _load_build
     dispatch[pickle.EXT1[0]] = _load_ext1
     dispatch[pickle.EXT2[0]] = _load_ext2
@@ -640,3 +1260,647 @@ def _read_exactly(stream: _Stream, size: int) -> bytearray:
             raise pickle.UnpicklingError("the file ends in the middle of an array")
         data += chunk
     return data
+
+
+# ---------------------------------------------------------------------------------------------------
+# numpy state. numpy sets a dtype or an array from its pickled state without checking the state against
+# itself: object fields flagged as plain bytes, an item size smaller than its fields, fewer items than the
+# shape holds all turn into reads and writes out of bounds, or bytes taken for pointers.
+
+_ALIGNED_STRUCT: Final = 0x80  # the dtype flag numpy sets for align=True structures
+
+
+def _compiled_state_problem(target: object, state: object, context: _LoadContext) -> str | None:
+    if isinstance(target, np.ndarray):
+        return _array_state_problem(target, state, context)
+    if isinstance(target, np.dtype):
+        return _dtype_state_problem(target, state, context)
+    if isinstance(target, SeedSequence):
+        return _seed_sequence_state_problem(state)
+    return _bit_generator_state_problem(state)
+
+
+def _array_state_problem(target: npt.NDArray[Any], state: object, context: _LoadContext) -> str | None:
+    """Why numpy may not take ``state`` for ``target``, or None; records how deeply the array nests."""
+    # (version, shape, dtype, is_fortran, data); numpy before 1.0 wrote it without the version.
+    if type(state) is not tuple or len(state) not in (4, 5):
+        return "an array state numpy does not write"
+    shape, dtype, fortran, data = state[-4:]
+    shape = _shape_of(shape)
+    if shape is None or not isinstance(dtype, np.dtype) or type(fortran) not in (bool, int):
+        return "an array state numpy does not write"
+    context.seal(dtype)
+    count = math.prod(shape)
+    if not dtype.hasobject:
+        if type(data) not in (bytes, bytearray, str) or len(data) != count * dtype.itemsize:
+            return f"an array of {count} {dtype} items whose data does not hold them"
+        return None
+    if type(data) is not list or len(data) != count:
+        return f"an object array of {count} items whose list does not hold them"
+    # numpy frees an object array inside an object array by recursion, without a limit.
+    nesting = 1
+    for item in data:
+        if isinstance(item, np.ndarray):
+            context.seal(item)  # so that it cannot be made to nest deeper once counted
+            nesting = max(nesting, context.nesting_of(item) + 1)
+    if nesting > MAX_NESTING:
+        return f"object arrays nested more than {MAX_NESTING} levels deep"
+    context.nesting[id(target)] = (target, nesting)
+    return None
+
+
+def _dtype_state_problem(target: np.dtype[Any], state: object, context: _LoadContext) -> str | None:
+    try:
+        canonical = _canonical_dtype(target, state)
+    except (TypeError, ValueError, KeyError, IndexError) as exc:
+        return f"a numpy dtype state numpy cannot build ({_summary(exc)})"
+    if canonical is None:
+        return "a numpy dtype state numpy does not write"
+    if canonical.type is not target.type or canonical.itemsize != target.itemsize:
+        # Arrays made with the dtype before its state was set rely on its item size and object fields.
+        return f"a numpy dtype state that turns {target} into {canonical}"
+    if _dtype_nesting(canonical, context) > MAX_NESTING:
+        return f"numpy dtypes nested more than {MAX_NESTING} levels deep"
+    return None
+
+
+def _canonical_dtype(target: np.dtype[Any], state: object) -> np.dtype[Any] | None:
+    """The dtype numpy's own constructor builds from the layout ``state`` describes, or None if malformed."""
+    # (version, byteorder, subarray, names, fields, item size, alignment, flags[, metadata]), version 3 or 4.
+    if type(state) is not tuple or len(state) not in (8, 9) or state[0] not in (3, 4):
+        return None
+    _, _, subarray, names, fields, itemsize, _, flags = state[:8]
+    if type(itemsize) is not int or type(flags) is not int:
+        return None
+    if names is not None or fields is not None:
+        return _structured_dtype(names, fields, itemsize, aligned=bool(flags & _ALIGNED_STRUCT))
+    if subarray is not None:
+        if type(subarray) is not tuple or len(subarray) != 2 or not isinstance(subarray[0], np.dtype):
+            return None
+        shape = _shape_of(subarray[1])
+        return np.dtype((subarray[0], shape)) if shape is not None else None
+    # A plain type: set the state on a copy, which may come out contradicting itself, and keep only its
+    # name (byte order, size of text, unit of time).
+    scratch: Any = np.dtype(target, copy=True)
+    scratch.__setstate__(state)
+    plain: np.dtype[Any] = np.dtype(scratch.str)
+    return plain
+
+
+def _structured_dtype(names: object, fields: object, itemsize: int, *, aligned: bool) -> np.dtype[Any] | None:
+    if type(names) is not tuple or type(fields) is not dict or len(set(names)) != len(names):
+        return None
+    formats, offsets, titles = [], [], []
+    for name in names:
+        entry = fields.get(name) if type(name) is str else None
+        if (
+            type(entry) is not tuple
+            or len(entry) not in (2, 3)
+            or not isinstance(entry[0], np.dtype)
+            or type(entry[1]) is not int
+            or entry[1] < 0
+            or (len(entry) == 3 and not (entry[2] is None or type(entry[2]) is str))
+        ):
+            return None
+        formats.append(entry[0])
+        offsets.append(entry[1])
+        titles.append(entry[2] if len(entry) == 3 else None)
+    # The constructor checks that fields fit the item size and that object fields overlap nothing.
+    spec: Any = {"names": list(names), "formats": formats, "offsets": offsets, "titles": titles, "itemsize": itemsize}
+    structured: np.dtype[Any] = np.dtype(spec, align=aligned)
+    return structured
+
+
+def _inner_dtypes(dtype: Any) -> list[np.dtype[Any]]:
+    inner = [entry[0] for entry in (dtype.fields or {}).values()]
+    if dtype.subdtype is not None:
+        inner.append(dtype.subdtype[0])
+    return inner
+
+
+def _dtype_nesting(dtype: np.dtype[Any], context: _LoadContext) -> int:
+    """1 for a plain dtype, one more per level of fields or subarrays; stops counting past MAX_NESTING."""
+    deepest = 0
+    pending = [(dtype, 1)]
+    while pending and deepest <= MAX_NESTING:
+        current, depth = pending.pop()
+        known = context.nesting.get(id(current)) if current is not dtype else None
+        if known is not None:
+            deepest = max(deepest, depth - 1 + known[1])
+            continue
+        deepest = max(deepest, depth)
+        pending.extend((inner, depth + 1) for inner in _inner_dtypes(current))
+    return deepest
+
+
+def _int_sequence(value: object) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "iu"
+    return isinstance(value, list | tuple) and all(type(item) is int for item in value)
+
+
+def _seed_sequence_state_problem(state: object) -> str | None:
+    # (entropy, n_children_spawned, pool, pool_size, spawn_key). Entropy is any object to Cython: another
+    # SeedSequence there, and in that one's, makes a chain that is freed by unbounded recursion.
+    if type(state) is tuple and len(state) == 5:
+        entropy, spawned, pool, pool_size, spawn_key = state
+        if (
+            (entropy is None or isinstance(entropy, int | np.integer) or _int_sequence(entropy))
+            and type(spawned) is int
+            and spawned >= 0
+            and isinstance(pool, np.ndarray)
+            and pool.dtype == np.uint32
+            and type(pool_size) is int
+            and pool.shape == (pool_size,)
+            and _int_sequence(spawn_key)
+        ):
+            return None
+    return "a SeedSequence state numpy does not write"
+
+
+def _bit_generator_state_problem(state: object) -> str | None:
+    # The generator's state dict (which numpy checks), with the SeedSequence that seeded it.
+    if type(state) is dict:
+        return None
+    if (
+        type(state) is tuple
+        and len(state) == 2
+        and type(state[0]) is dict
+        and type(state[1]) in (NoneType, SeedSequence)
+    ):
+        return None
+    return "a bit generator state numpy does not write"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decision trees. Prediction walks a tree from the root by the child indices of its nodes, reading the
+# feature each node splits on, in compiled code without bounds checks; ensembles check their input once
+# and hand it to their trees unchecked. The nodes, and every count an estimator keeps about its trees,
+# come from the pickle, so they are checked against each other after the load, before anything predicts.
+
+_TREE_LEAF: Final = -1
+_PREDICTOR: Final = ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor")
+_TREE_FIELDS: Final = ("left_child", "right_child", "feature", "threshold")
+
+
+def _loaded_class(module: str, name: str) -> type | None:
+    """A class, if its module has been imported; when it has not, nothing loaded can be an instance."""
+    found = getattr(sys.modules.get(module), name, None)
+    return found if isinstance(found, type) else None
+
+
+def _instance_state(obj: object) -> dict[str, Any]:
+    try:
+        state = object.__getattribute__(obj, "__dict__")
+    except AttributeError:
+        return {}
+    return state if type(state) is dict else {}
+
+
+def _feature_count(estimator: object) -> int | None:
+    count = _instance_state(estimator).get("n_features_in_")
+    return int(count) if isinstance(count, int | np.integer) and not isinstance(count, bool) else None
+
+
+# Never hold a tree; not walked into.
+_LEAVES: Final = (str, bytes, bytearray, int, float, complex, type(None), range, slice, type, np.generic, np.dtype)
+
+
+# How _walk got to an object: (the route to its container, the key, index or attribute name, how to show it).
+_Route = tuple[Any, object, str] | None
+
+
+def _walk(root: object) -> Iterator[tuple[object, _Route]]:
+    """Every object reachable from ``root``, once, with its route. Iterative: models can nest deeply."""
+    seen: set[int] = set()
+    pending: list[tuple[object, _Route]] = [(root, None)]
+    while pending:
+        obj, route = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        yield obj, route
+        pending.extend(
+            (child, (route, key, shown)) for child, key, shown in _children(obj) if not isinstance(child, _LEAVES)
+        )
+
+
+def _children(obj: object) -> Iterable[tuple[object, object, str]]:
+    if isinstance(obj, list | tuple):
+        return _items(obj)
+    if isinstance(obj, dict):
+        if _only_leaves(obj) and _only_leaves(obj.values()):
+            return ()
+        return ((child, key, "[{!r}]") for key, value in obj.items() for child in (key, value))
+    if isinstance(obj, set | frozenset):
+        return () if _only_leaves(obj) else ((item, None, "{{...}}") for item in obj)
+    if isinstance(obj, np.ndarray):
+        return _items(obj.ravel().tolist()) if obj.dtype.hasobject else ()
+    return ((value, name, ".{}") for name, value in _instance_state(obj).items())
+
+
+def _items(items: list[Any] | tuple[Any, ...]) -> Iterable[tuple[object, object, str]]:
+    return () if _only_leaves(items) else ((item, index, "[{}]") for index, item in enumerate(items))
+
+
+# Types of most items in a model's lists, dicts and object arrays (names, classes, vocabularies).
+_LEAF_TYPES: Final = frozenset({str, bytes, int, float, bool, NoneType})
+
+
+def _only_leaves(items: Iterable[object]) -> bool:
+    # At C speed: a vocabulary of a million words is looked at in milliseconds.
+    return set(map(type, items)) <= _LEAF_TYPES
+
+
+def _path(route: _Route) -> str:
+    steps = []
+    while route is not None:
+        route, key, shown = route
+        # Keys are shown only when short: the repr of a crafted key can be enormous.
+        shown_key = key is None or (type(key) in (int, str) and len(str(key)) <= 60)
+        steps.append(shown.format(key) if shown_key else "[...]")
+    return "model" + "".join(reversed(steps))
+
+
+def _check_structures(root: object, context: _LoadContext) -> None:
+    """Refuses the load if a tree it made, or an estimator's account of its trees, could crash predict."""
+    if not context.checked_objects:
+        return
+    problems = _structure_problems(context.checked_objects, {})
+    if problems:
+        # Say where in the model they are: worth a walk through it only when the load is refused anyway.
+        problems = _structure_problems(context.checked_objects, _paths(root, context.checked_objects))
+    for problem in problems:
+        context.refuse_structure(problem)
+
+
+def _checks_structure(kind: type) -> bool:
+    """Whether objects of this class are checked once the load is done: Trees, and estimators with trees."""
+    if kind is _loaded_class("sklearn.tree._tree", "Tree"):
+        return True
+    return any((owner := _loaded_class(module, name)) and issubclass(kind, owner) for module, name, *_ in _TREE_OWNERS)
+
+
+def _structure_problems(objects: list[object], paths: dict[int, str]) -> list[str]:
+    def where(obj: object) -> str:
+        return paths.get(id(obj)) or f"a {type(obj).__name__}"
+
+    tree_class = _loaded_class("sklearn.tree._tree", "Tree")
+    owner_kinds = [
+        (cls, check, probe) for module, name, check, probe in _TREE_OWNERS if (cls := _loaded_class(module, name))
+    ]
+    trees = [(obj, where(obj)) for obj in objects if type(obj) is tree_class]
+    owners = [
+        (check, probe, obj, where(obj)) for obj in objects for cls, check, probe in owner_kinds if isinstance(obj, cls)
+    ]
+    problems = list(_tree_problems(trees))
+    for check, _, owner, path in owners:
+        problems.extend(_checked(check, owner, path))
+    if not problems:
+        # Probes predict a little; only on structures already found sound.
+        for _, probe, owner, path in owners:
+            if probe is not None:
+                problems.extend(_checked(probe, owner, path))
+    return problems
+
+
+def _paths(root: object, objects: list[object]) -> dict[int, str]:
+    """Where ``objects`` are in ``root``, as attribute and index paths; those not reachable are left out."""
+    wanted = {id(obj) for obj in objects}
+    paths: dict[int, str] = {}
+    for obj, route in _walk(root):
+        if id(obj) in wanted:
+            paths[id(obj)] = _path(route)
+            if len(paths) == len(wanted):
+                break
+    return paths
+
+
+_OwnerCheck = Callable[[Any, str], Iterator[str]]
+
+
+def _checked(check: _OwnerCheck, owner: object, path: str) -> list[str]:
+    try:
+        return list(check(owner, path))
+    except Exception as exc:
+        # What cannot be checked is not loaded.
+        return [f"{path} could not be checked ({_summary(exc)})"]
+
+
+def _tree_problems(trees: list[tuple[Any, str]]) -> Iterator[str]:
+    """The nodes of every sklearn Tree, all trees at once: a forest has hundreds."""
+    tables = []
+    for tree, path in trees:
+        problem = _tree_header_problem(tree)
+        if problem is not None:
+            yield f"{path}: {problem}"
+        else:
+            tables.append((tree, path))
+    if not tables:
+        return
+    # Field by field: concatenating structured arrays promotes their dtype once per array.
+    node_tables = [tree.__getstate__()["nodes"] for tree, _ in tables]
+    nodes = {name: np.concatenate([table[name] for table in node_tables]) for name in _TREE_FIELDS}
+    counts = np.array([tree.node_count for tree, _ in tables])
+    owner, local, starts = _node_positions(counts)
+    size = counts[owner]
+    n_features = np.array([tree.n_features for tree, _ in tables])[owner]
+    left, right, feature = nodes["left_child"], nodes["right_child"], nodes["feature"]
+    leaf = left == _TREE_LEAF
+    # sklearn numbers a child after its parent, which also rules out cycles; leaves have no children.
+    bad = np.where(
+        leaf,
+        right != _TREE_LEAF,
+        (left <= local)
+        | (left >= size)
+        | (right <= local)
+        | (right >= size)
+        | (feature < 0)
+        | (feature >= n_features)
+        | np.isnan(nodes["threshold"]),
+    )
+    if bad.any():
+        for table in np.unique(owner[bad])[:_STRUCTURES_SHOWN]:
+            tree, path = tables[table]
+            node = int(np.flatnonzero(bad & (owner == table))[0] - starts[table])
+            yield f"{path}: {_bad_tree_node(tree, node)}"
+        return
+    inner = ~leaf
+    children = np.concatenate([left[inner], right[inner]]) + np.tile(starts[owner[inner]], 2)
+    parents = np.bincount(children, minlength=left.size)
+    parents[starts] += 1  # the roots, which have none
+    for table in np.unique(owner[parents != 1])[:_STRUCTURES_SHOWN]:
+        yield f"{tables[table][1]}: some nodes have no parent or several, so they do not form a tree"
+    if (parents != 1).any():
+        return
+    depth = _node_depths(children, np.tile(np.flatnonzero(inner), 2), starts, left.size)
+    deepest = np.maximum.reduceat(depth, starts)
+    for table, (tree, path) in enumerate(tables):
+        # decision_path sizes its output by max_depth and writes the nodes of each path into it.
+        if tree.max_depth != deepest[table]:
+            yield f"{path}: it records a depth of {tree.max_depth}, but its deepest leaf is at {deepest[table]}"
+
+
+def _tree_header_problem(tree: Any) -> str | None:
+    count, capacity = tree.node_count, tree.capacity
+    if count < 1 or count != capacity:
+        # Reading the nodes of a tree with more nodes than room would itself read out of bounds.
+        return f"it counts {count} nodes in room for {capacity}"
+    if tree.n_features < 1 or tree.n_outputs < 1:
+        return f"it has {tree.n_features} features and {tree.n_outputs} outputs"
+    n_classes = np.asarray(tree.n_classes)
+    if n_classes.min() < 1 or n_classes.max() != tree.max_n_classes:
+        return f"its class counts {n_classes.tolist()} do not match its {tree.max_n_classes} values per output"
+    return None
+
+
+def _bad_tree_node(tree: Any, node: int) -> str:
+    left, right = int(tree.children_left[node]), int(tree.children_right[node])
+    if left == _TREE_LEAF:
+        return f"node {node} is a leaf with a right child ({right})"
+    count = tree.node_count
+    if not (node < left < count and node < right < count):
+        return f"node {node} has children {left} and {right}, not both among nodes {node + 1} to {count - 1}"
+    feature = int(tree.feature[node])
+    if not 0 <= feature < tree.n_features:
+        return f"node {node} splits on feature {feature}, not one of its {tree.n_features}"
+    return f"node {node} has no threshold"
+
+
+def _node_positions(counts: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.intp], ...]:
+    """For node tables laid end to end: each node's table, its index in the table, and where tables start."""
+    starts = np.cumsum(counts) - counts
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return owner, np.arange(int(counts.sum())) - starts[owner], starts
+
+
+def _node_depths(
+    children: npt.NDArray[np.intp], parents: npt.NDArray[np.intp], roots: npt.NDArray[np.intp], total: int
+) -> npt.NDArray[np.intp]:
+    """Depth of every node of trees laid end to end, by pointer jumping: log2(depth) numpy steps."""
+    ancestor = np.arange(total)
+    ancestor[children] = parents
+    depth = np.ones(total, dtype=np.intp)
+    depth[roots] = 0
+    while True:
+        # Invariant: depth[i] is the distance from i to ancestor[i]; roots are their own, at 0.
+        hop = depth[ancestor]
+        if not hop.any():
+            return depth
+        depth += hop
+        ancestor = ancestor[ancestor]
+
+
+def _is_tree(obj: object) -> bool:
+    return type(obj) is _loaded_class("sklearn.tree._tree", "Tree")
+
+
+def _fed_tree_problem(estimator: object, features: int | None, path: str) -> str | None:
+    """A tree an ensemble gives input it checked itself: the tree must split on those features and no more."""
+    base = _loaded_class("sklearn.tree._classes", "BaseDecisionTree")
+    tree: Any = _instance_state(estimator).get("tree_") if base is not None and isinstance(estimator, base) else None
+    if not _is_tree(tree):
+        return f"{path} is a {type(estimator).__name__}, not a fitted decision tree"
+    if features is None or tree.n_features != features:
+        return f"{path} splits on {tree.n_features} features, but its ensemble checks input for {features}"
+    return None
+
+
+def _decision_tree_problems(estimator: object, path: str) -> Iterator[str]:
+    state = _instance_state(estimator)
+    tree: Any = state.get("tree_")
+    if tree is None:
+        return  # not fitted: predict says so itself
+    if not _is_tree(tree):
+        yield f"{path}.tree_ is a {type(tree).__name__}, not a Tree"
+        return
+    # predict checks the width of its input only against n_features_in_, and not at all without it.
+    features = _feature_count(estimator)
+    if features is None:
+        yield f"{path} does not record how many features it takes, so predict would not check its input"
+    elif features != tree.n_features:
+        yield f"{path} checks input for {features} features, but its tree splits on {tree.n_features}"
+    if state.get("n_outputs_", tree.n_outputs) != tree.n_outputs:
+        yield f"{path} predicts {state.get('n_outputs_')!r} outputs, but its tree has {tree.n_outputs}"
+
+
+def _forest_problems(forest: object, path: str) -> Iterator[str]:
+    # Forests validate input once and call their trees with check_input=False.
+    trees = _instance_state(forest).get("estimators_")
+    if trees is None:
+        return
+    if type(trees) is not list:
+        yield f"{path}.estimators_ is a {type(trees).__name__}, not a list of trees"
+        return
+    features = _feature_count(forest)
+    for index, tree in enumerate(trees):
+        problem = _fed_tree_problem(tree, features, f"{path}.estimators_[{index}]")
+        if problem is not None:
+            yield problem
+
+
+def _isolation_forest_problems(forest: object, path: str) -> Iterator[str]:
+    # IsolationForest gives each tree X[:, features] (or X itself) with check_input=False.
+    state = _instance_state(forest)
+    trees, subsets = state.get("estimators_"), state.get("estimators_features_")
+    if trees is None:
+        return
+    if type(trees) is not list or type(subsets) is not list or len(subsets) != len(trees):
+        yield f"{path} does not have one feature subset per tree"
+        return
+    features = _feature_count(forest)
+    for index, (tree, subset) in enumerate(zip(trees, subsets, strict=True)):
+        width = len(subset) if isinstance(subset, np.ndarray) and subset.ndim == 1 else None
+        if width is None or features is None or width > features:
+            yield f"{path}.estimators_features_[{index}] is not a subset of its {features} features"
+            continue
+        problem = _fed_tree_problem(tree, width, f"{path}.estimators_[{index}]")
+        if problem is not None:
+            yield problem
+
+
+def _gradient_boosting_problems(model: object, path: str) -> Iterator[str]:
+    # predict_stages walks every tree's nodes itself, on input checked against the model and the first tree.
+    state = _instance_state(model)
+    stages = state.get("estimators_")
+    if stages is None:
+        return
+    if not (isinstance(stages, np.ndarray) and stages.dtype == object and stages.ndim == 2 and stages.size):
+        yield f"{path}.estimators_ is not a table of trees per stage"
+        return
+    if stages.shape[1] != state.get("n_trees_per_iteration_"):
+        yield f"{path} has {stages.shape[1]} trees per stage but {state.get('n_trees_per_iteration_')!r} outputs"
+    features = _feature_count(model)
+    for (stage, column), tree in np.ndenumerate(stages):
+        problem = _fed_tree_problem(tree, features, f"{path}.estimators_[{stage}, {column}]")
+        if problem is not None:
+            yield problem
+
+
+# GradientBoosting's probe feeds this many zeros at most.
+_PROBE_FEATURES: Final = 2**20
+
+
+def _gradient_boosting_probe(model: Any, path: str) -> Iterator[str]:
+    # predict_stages adds each stage's k-th tree to column k of the init estimator's raw predictions without
+    # checking that the column exists. How many there are depends on the init estimator: ask it.
+    stages = _instance_state(model).get("estimators_")
+    features = _feature_count(model)
+    if stages is None or features is None:
+        return
+    if features > _PROBE_FEATURES:
+        yield f"{path} takes {features} features, more than lrnstak can check"
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = model._raw_predict_init(np.zeros((1, features), dtype=np.float32))
+    if not (isinstance(raw, np.ndarray) and raw.dtype == np.float64 and raw.shape == (1, stages.shape[1])):
+        shape = getattr(raw, "shape", None)
+        yield f"{path}'s init estimator gives raw predictions of shape {shape}, not one per tree of a stage"
+
+
+def _hist_gradient_boosting_problems(model: object, path: str) -> Iterator[str]:
+    state = _instance_state(model)
+    predictors = state.get("_predictors")
+    if predictors is None:
+        return
+    if state.get("_in_fit", False) is not False:
+        yield f"{path} is marked as fitting, which makes predict skip checking its input"
+    if state.get("_preprocessor") is not None:
+        # Set for categorical features, out of a FunctionTransformer(partial(check_array)) the allowlist
+        # refuses anyway; its output, which the predictors index, could be narrower than the input.
+        yield f"{path} has an input preprocessor (categorical features), which lrnstak does not load"
+    per_iteration = state.get("n_trees_per_iteration_")
+    predictor_class = _loaded_class(*_PREDICTOR)
+    if type(predictors) is not list or not all(
+        type(stage) is list and len(stage) == per_iteration and all(type(p) is predictor_class for p in stage)
+        for stage in predictors
+    ):
+        yield f"{path}._predictors is not {per_iteration!r} TreePredictors per iteration"
+        return
+    features = _feature_count(model)
+    if features is None:
+        yield f"{path} does not record how many features it takes"
+        return
+    categorical = _instance_state(state.get("_bin_mapper")).get("is_categorical_")
+    flat = [
+        (predictor, f"{path}._predictors[{i}][{k}]")
+        for i, stage in enumerate(predictors)
+        for k, predictor in enumerate(stage)
+    ]
+    yield from _predictor_problems(flat, features, categorical)
+
+
+_PREDICTOR_FIELDS: Final = ("left", "right", "feature_idx", "is_leaf", "is_categorical", "bitset_idx")
+
+
+def _is_bitset_table(bitsets: object) -> bool:
+    # Read as [row, bit // 32] for bits up to 255: eight 32-bit words a row.
+    return (
+        isinstance(bitsets, np.ndarray)
+        and bitsets.dtype == np.uint32
+        and bitsets.ndim == 2
+        and bitsets.shape[1] == 8
+        and bitsets.flags.c_contiguous
+    )
+
+
+def _predictor_problems(predictors: list[tuple[Any, str]], features: int, categorical: object) -> Iterator[str]:
+    """The nodes of HistGradientBoosting's TreePredictors, all at once, for input of ``features`` columns."""
+    record = sys.modules["sklearn.ensemble._hist_gradient_boosting.common"].PREDICTOR_RECORD_DTYPE
+    tables = []
+    for predictor, path in predictors:
+        state = _instance_state(predictor)
+        nodes: Any = state.get("nodes")
+        raw: Any = state.get("raw_left_cat_bitsets")
+        binned: Any = state.get("binned_left_cat_bitsets")
+        if not (isinstance(nodes, np.ndarray) and nodes.dtype == record and nodes.ndim == 1 and len(nodes)):
+            yield f"{path}.nodes is not an array of predictor nodes"
+        elif not (_is_bitset_table(raw) and _is_bitset_table(binned)):
+            yield f"{path} has malformed category bitsets"
+        else:
+            tables.append((nodes, min(len(raw), len(binned)), path))
+    if not tables:
+        return
+    nodes = {name: np.concatenate([table[0][name] for table in tables]) for name in _PREDICTOR_FIELDS}
+    counts = np.array([len(table[0]) for table in tables])
+    owner, local, _ = _node_positions(counts)
+    size = counts[owner]
+    left, right = nodes["left"].astype(np.int64), nodes["right"].astype(np.int64)
+    feature, split_on_category = nodes["feature_idx"], (nodes["is_categorical"] != 0) & (nodes["is_leaf"] == 0)
+    bad = (nodes["is_leaf"] == 0) & (
+        (left <= local)
+        | (left >= size)
+        | (right <= local)
+        | (right >= size)
+        | (feature < 0)
+        | (feature >= features)
+        | (split_on_category & (nodes["bitset_idx"] >= np.array([table[1] for table in tables])[owner]))
+    )
+    if not bad.any() and split_on_category.any():
+        # Known categories are looked up by the feature's position among the categorical ones.
+        if not (isinstance(categorical, np.ndarray) and categorical.dtype == bool and categorical.shape == (features,)):
+            bad |= split_on_category
+        else:
+            bad |= split_on_category & ~categorical[np.where(split_on_category, feature, 0)]
+    for table in np.unique(owner[bad])[:_STRUCTURES_SHOWN]:
+        node = int(np.flatnonzero(bad & (owner == table))[0] - (np.cumsum(counts) - counts)[table])
+        yield (
+            f"{tables[table][2]}: node {node} (children {int(left[owner == table][node])} and "
+            f"{int(right[owner == table][node])}, feature {int(feature[owner == table][node])}) does not fit "
+            f"its {counts[table]} nodes, {features} features and {tables[table][1]} category bitsets"
+        )
+
+
+_TREE_OWNERS: Final[tuple[tuple[str, str, _OwnerCheck, _OwnerCheck | None], ...]] = (
+    ("sklearn.tree._classes", "BaseDecisionTree", _decision_tree_problems, None),
+    ("sklearn.ensemble._forest", "BaseForest", _forest_problems, None),
+    ("sklearn.ensemble._iforest", "IsolationForest", _isolation_forest_problems, None),
+    ("sklearn.ensemble._gb", "BaseGradientBoosting", _gradient_boosting_problems, _gradient_boosting_probe),
+    (
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting",
+        "BaseHistGradientBoosting",
+        _hist_gradient_boosting_problems,
+        None,
+    ),
+)
