@@ -16,6 +16,7 @@ from lrnstak.schemas.cache import (
     SetTtlRequest,
     SetValueRequest,
 )
+from lrnstak.schemas.errors import BODY_ERRORS, error_responses
 
 Cache = Annotated[CacheService, Depends(get_cache_service)]
 EXPIRES_AT_HEADER = "X-Expires-At"
@@ -42,41 +43,66 @@ def parse_position(pos: str | None) -> int:
     return int(pos)
 
 
-@router.put("/cache/ttl/{key}", response_model=MessageResponse, operation_id="set_ttl")
+@router.put(
+    "/cache/ttl/{key}",
+    response_model=MessageResponse,
+    operation_id="set_ttl",
+    responses=error_responses(*BODY_ERRORS, 404, 503),
+)
 def set_ttl(key: str, body: SetTtlRequest, cache: Cache) -> MessageResponse:
     cache.set_ttl(key, body.ttl)
     return MessageResponse()
 
 
-@router.put("/cache/push/{key}", response_model=MessageResponse, operation_id="push_value")
+@router.put(
+    "/cache/push/{key}",
+    response_model=MessageResponse,
+    operation_id="push_value",
+    responses=error_responses(*BODY_ERRORS, 409, 503),
+)
 def push_value(key: str, body: PushValueRequest, cache: Cache) -> MessageResponse:
     cache.push_value(key, body.value, body.ttl)
     return MessageResponse()
 
 
-@router.get("/cache/peek/{key}", operation_id="peek_value")
+@router.get("/cache/peek/{key}", operation_id="peek_value", responses=error_responses(400, 404, 409, 503))
 def peek_value(key: str, cache: Cache, pos: str | None = None) -> Response:
     return value_response(cache.peek_value(key, parse_position(pos)))
 
 
-@router.get("/cache/pop/{key}", operation_id="pop_value")
+@router.get("/cache/pop/{key}", operation_id="pop_value", responses=error_responses(400, 404, 409, 503))
 def pop_value(key: str, cache: Cache) -> Response:
     return value_response(cache.pop_value(key))
 
 
-@router.put("/cache/{key}", response_model=MessageResponse, operation_id="put_value")
-@router.post("/cache/{key}", response_model=MessageResponse, operation_id="post_value")
+@router.put(
+    "/cache/{key}",
+    response_model=MessageResponse,
+    operation_id="put_value",
+    responses=error_responses(*BODY_ERRORS, 503),
+)
+@router.post(
+    "/cache/{key}",
+    response_model=MessageResponse,
+    operation_id="post_value",
+    responses=error_responses(*BODY_ERRORS, 503),
+)
 def put_value(key: str, body: SetValueRequest, cache: Cache) -> MessageResponse:
     cache.put_value(key, body.value, body.ttl or 0)
     return MessageResponse()
 
 
-@router.get("/cache/{key}", operation_id="get_value")
+@router.get("/cache/{key}", operation_id="get_value", responses=error_responses(400, 404, 413, 503))
 def get_value(key: str, cache: Cache) -> Response:
     return value_response(cache.get_value(key))
 
 
-@router.delete("/cache/{key}", response_model=DeleteValueResponse, operation_id="delete_value")
+@router.delete(
+    "/cache/{key}",
+    response_model=DeleteValueResponse,
+    operation_id="delete_value",
+    responses=error_responses(400, 503),
+)
 def delete_value(key: str, cache: Cache) -> DeleteValueResponse:
     return DeleteValueResponse(value=1 if cache.delete_value(key) else None)
 

@@ -27,6 +27,7 @@ from lrnstak.predict.service import (
     rows_from_csv,
 )
 from lrnstak.predict.snapstart import register_runtime_hooks
+from lrnstak.schemas.errors import BODY_ERRORS, error_responses
 from lrnstak.schemas.jobs import JobAcceptedResponse, JobError
 from lrnstak.schemas.predict import (
     PredictBatchRequest,
@@ -102,7 +103,20 @@ def first_set(*values: bool | None, default: bool) -> bool:
     "/predict/model/{name}",
     response_model=list[PredictionEntry],
     operation_id="predict",
-    responses={200: {"content": {CSV_MEDIA_TYPE: {}}, "description": "One entry per row, in JSON or CSV"}},
+    responses={
+        200: {"content": {CSV_MEDIA_TYPE: {}}, "description": "One entry per row, in JSON or CSV"},
+        **error_responses(*BODY_ERRORS, 404, 503),
+    },
+    # The route reads its body itself (JSON or CSV), so FastAPI cannot infer what it takes.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                JSON_MEDIA_TYPE: {"schema": PredictModelRequest.model_json_schema()},
+                CSV_MEDIA_TYPE: {"schema": {"type": "string", "description": "A header row, then one row per line."}},
+            },
+        }
+    },
 )
 def predict(
     name: str,
@@ -137,6 +151,7 @@ def predict(
     status_code=202,
     response_model=JobAcceptedResponse,
     operation_id="predict_batch",
+    responses=error_responses(*BODY_ERRORS, 404, 503),
 )
 def predict_batch(name: str, body: PredictBatchRequest, batches: BatchPredictor, http_request: Request) -> JSONResponse:
     request = BatchRequest(
@@ -149,7 +164,12 @@ def predict_batch(name: str, body: PredictBatchRequest, batches: BatchPredictor,
     return job_accepted(http_request, job.job_id, job.status, f"/predict/jobs/{job.job_id}")
 
 
-@router.get("/predict/jobs/{job_id}", response_model=PredictionJobResponse, operation_id="get_prediction_job")
+@router.get(
+    "/predict/jobs/{job_id}",
+    response_model=PredictionJobResponse,
+    operation_id="get_prediction_job",
+    responses=error_responses(404, 503),
+)
 def get_prediction_job(job_id: str, batches: BatchPredictor) -> PredictionJobResponse:
     batch = batches.get_job(job_id)
     job = batch.job

@@ -11,6 +11,7 @@ from lrnstak.errors import InvalidInput
 from lrnstak.http import create_app, wrap_handler
 from lrnstak.naming import check_model_name
 from lrnstak.registry.service import NewVersion, RegistryService, get_registry_service
+from lrnstak.schemas.errors import BODY_ERRORS, error_responses
 from lrnstak.schemas.registry import (
     BestModelResponse,
     ModelArtifactResponse,
@@ -52,7 +53,12 @@ def decode_model_bytes(text: str) -> bytes:
         raise InvalidInput("`model` is not valid base64: send the joblib file base64-encoded.") from None
 
 
-@router.get("/models", response_model=list[ModelListEntry], operation_id="list_models")
+@router.get(
+    "/models",
+    response_model=list[ModelListEntry],
+    operation_id="list_models",
+    responses=error_responses(400, 422, 503),
+)
 def list_models(
     registry: Registry,
     response: Response,
@@ -65,13 +71,23 @@ def list_models(
     return [ModelListEntry.from_summary(summary) for summary in page.summaries]
 
 
-@router.get("/models/{name}", response_model=ModelVersionsResponse, operation_id="list_model_versions")
+@router.get(
+    "/models/{name}",
+    response_model=ModelVersionsResponse,
+    operation_id="list_model_versions",
+    responses=error_responses(400, 404, 503),
+)
 def list_model_versions(name: str, registry: Registry) -> ModelVersionsResponse:
     records = registry.list_versions(name)
     return ModelVersionsResponse(model=name, versions=[VersionEntry.from_record(r) for r in records])
 
 
-@router.get("/models/{name}/best", response_model=BestModelResponse, operation_id="get_best_model")
+@router.get(
+    "/models/{name}/best",
+    response_model=BestModelResponse,
+    operation_id="get_best_model",
+    responses=error_responses(400, 404, 422, 503),
+)
 def get_best_model(
     name: str,
     request: Request,
@@ -95,6 +111,7 @@ def get_best_model(
     response_model=ModelArtifactResponse,
     response_model_exclude_none=True,
     operation_id="get_model_version",
+    responses=error_responses(400, 404, 422, 503),
 )
 def get_model_version(
     name: str,
@@ -108,7 +125,12 @@ def get_model_version(
     return ModelArtifactResponse(model_url=download.url, model_size=download.size, parameters=download.parameters)
 
 
-@router.get("/models/{name}/{version}/info", response_model=ModelInfoResponse, operation_id="get_model_info")
+@router.get(
+    "/models/{name}/{version}/info",
+    response_model=ModelInfoResponse,
+    operation_id="get_model_info",
+    responses=error_responses(400, 404, 503),
+)
 def get_model_info(name: str, version: str, registry: Registry) -> ModelInfoResponse:
     return ModelInfoResponse.from_record(registry.get_version(name, version))
 
@@ -117,13 +139,19 @@ def get_model_info(name: str, version: str, registry: Registry) -> ModelInfoResp
     "/models/{name}/{version}/training_data",
     response_model=TrainingDataResponse,
     operation_id="get_training_data",
+    responses=error_responses(400, 404, 503),
 )
 def get_training_data(name: str, version: str, registry: Registry) -> TrainingDataResponse:
     record, rows = registry.get_training_data(name, version)
     return TrainingDataResponse(parameters=record.parameters, training_data=rows)
 
 
-@router.post("/models/{name}", response_model=UploadModelResponse, operation_id="upload_model")
+@router.post(
+    "/models/{name}",
+    response_model=UploadModelResponse,
+    operation_id="upload_model",
+    responses=error_responses(*BODY_ERRORS, 503),
+)
 def upload_model(name: str, body: UploadModelRequest, registry: Registry) -> UploadModelResponse:
     saved = registry.save_version(
         name,
@@ -140,13 +168,18 @@ def upload_model(name: str, body: UploadModelRequest, registry: Registry) -> Upl
     )
 
 
-@router.delete("/models/{name}/{version}", status_code=204, operation_id="delete_model_version")
+@router.delete(
+    "/models/{name}/{version}",
+    status_code=204,
+    operation_id="delete_model_version",
+    responses=error_responses(400, 404, 503),
+)
 def delete_model_version(name: str, version: str, registry: Registry) -> Response:
     registry.delete_version(name, version)
     return Response(status_code=204)
 
 
-@router.delete("/models/{name}", status_code=204, operation_id="delete_model")
+@router.delete("/models/{name}", status_code=204, operation_id="delete_model", responses=error_responses(400, 404, 503))
 def delete_model(name: str, registry: Registry) -> Response:
     registry.delete_model(name)
     return Response(status_code=204)

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from mangum import Mangum
 
 from lrnstak.http import create_app, job_accepted, wrap_handler
+from lrnstak.schemas.errors import BODY_ERRORS, error_responses
 from lrnstak.schemas.jobs import JobAcceptedResponse, JobError
 from lrnstak.schemas.trainer import (
     CreateDatasetRequest,
@@ -71,24 +72,43 @@ for path, operation_id in (("/train/model/{name}", "train_model"), ("/train/{nam
         train_model,
         methods=["POST"],
         response_model=TrainModelResponse,
-        responses={202: {"model": JobAcceptedResponse, "description": "Continues as a job"}},
+        responses={
+            202: {"model": JobAcceptedResponse, "description": "Continues as a job"},
+            **error_responses(*BODY_ERRORS, 409, 503),
+        },
         operation_id=operation_id,
     )
 
 
-@router.get("/train/jobs", response_model=list[JobResponse], operation_id="list_training_jobs")
+@router.get(
+    "/train/jobs",
+    response_model=list[JobResponse],
+    operation_id="list_training_jobs",
+    responses=error_responses(400, 422, 503),
+)
 def list_training_jobs(
     trainer: Trainer, model: str | None = None, limit: Annotated[int, Query(ge=1, le=100)] = 20
 ) -> list[JobResponse]:
     return [job_response(job) for job in trainer.list_jobs(model, limit)]
 
 
-@router.get("/train/jobs/{job_id}", response_model=JobResponse, operation_id="get_training_job")
+@router.get(
+    "/train/jobs/{job_id}",
+    response_model=JobResponse,
+    operation_id="get_training_job",
+    responses=error_responses(404, 503),
+)
 def get_training_job(job_id: str, trainer: Trainer) -> JobResponse:
     return job_response(trainer.get_job(job_id))
 
 
-@router.post("/datasets", response_model=DatasetResponse, status_code=201, operation_id="create_dataset")
+@router.post(
+    "/datasets",
+    response_model=DatasetResponse,
+    status_code=201,
+    operation_id="create_dataset",
+    responses=error_responses(*BODY_ERRORS, 503),
+)
 def create_dataset(body: CreateDatasetRequest, trainer: Trainer) -> DatasetResponse:
     upload = trainer.create_dataset(body.format)
     return DatasetResponse(dataset_id=upload.dataset_id, upload_url=upload.upload_url, expires_at=upload.expires_at)

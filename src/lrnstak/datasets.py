@@ -30,7 +30,10 @@ def csv_cell(text: str) -> Any:
     if not value:
         return None
     if INTEGER.fullmatch(value):
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # more digits than Python converts (4,300): no number a model takes; stays text
+            return text
     try:
         number = float(value)
     except ValueError:

@@ -25,12 +25,19 @@ def is_missing(value: Any) -> bool:
 
 
 def as_number(value: Any) -> float | None:
-    """A JSON value as a float, or None when it is not a number (bools count as 0/1)."""
+    """A JSON value as a finite float, or None when it is not one (bools count as 0/1).
+
+    Numbers beyond a float's range are not numbers a model can take: JSON's 1e400 arrives as infinity and
+    an integer of 310 digits does not fit a float at all; both give None, like text that is not a number.
+    """
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str):
         text = value.strip()
         if text.lower() in BOOLEAN_STRINGS:
             return BOOLEAN_STRINGS[text.lower()]
@@ -38,8 +45,24 @@ def as_number(value: Any) -> float | None:
             number = float(text)
         except ValueError:
             return None
-        return number if math.isfinite(number) else None
-    return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def is_out_of_range(value: Any) -> bool:
+    """A JSON number that as_number refuses: infinite, or too large for a float."""
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    return is_number and not is_missing(value) and as_number(value) is None
+
+
+def shown(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut to 60 characters."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        # Python refuses to write out an integer of more than 4300 digits; past 60 none would be shown anyway.
+        return f"an integer of about {round(value.bit_length() * math.log10(2))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,13 @@ def infer_kind(column: str, values: Iterable[Any]) -> str:
         return NUMERIC
     if all(isinstance(value, str) for value in present):
         return CATEGORICAL
+    huge = next((value for value in present if is_out_of_range(value)), None)
+    if huge is not None:
+        raise InvalidInput(
+            f"Column {column!r} holds {shown(huge)}, which is beyond the range of numbers a model takes "
+            "(about ±1.8e308): send a smaller number, or null for a missing value.",
+            {"column": column},
+        )
     # Numbers and text that does not read as a number: no single kind fits the column.
     text = next(value for value in present if isinstance(value, str) and as_number(value) is None)
     raise InvalidInput(
@@ -104,11 +134,20 @@ def _numeric_cell(value: Any, row: int, column: str) -> float:
         return math.nan
     number = as_number(value)
     if number is None:
-        raise InvalidInput(
-            f"Row {row}, column {column!r}: {value!r} is not a number, and this column was numeric at training.",
-            {"row": row, "column": column},
-        )
+        raise not_a_number(value, row, column)
     return number
+
+
+def not_a_number(value: Any, row: int, column: str) -> InvalidInput:
+    """The error for a value of a numeric column that as_number refuses."""
+    if is_out_of_range(value):
+        problem = "is beyond the range of numbers a model takes (about ±1.8e308)"
+    else:
+        problem = "is not a number"
+    return InvalidInput(
+        f"Row {row}, column {column!r}: {shown(value)} {problem}, and this column was numeric at training.",
+        {"row": row, "column": column},
+    )
 
 
 def _text(value: Any) -> str:

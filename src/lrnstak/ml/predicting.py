@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lrnstak.errors import InvalidInput
-from lrnstak.ml.frame import CATEGORICAL, NUMERIC, as_number, is_missing
+from lrnstak.ml.frame import CATEGORICAL, NUMERIC, as_number, is_missing, not_a_number, shown
 
 Row = dict[str, Any]
 # How many row numbers an error names per column; the count says how many there were in all.
@@ -208,11 +208,7 @@ def _number(value: Any, index: int, column: str) -> float | None:
         return None
     number = as_number(value)
     if number is None:
-        raise InvalidInput(
-            f"Row {index}, column {column!r}: {_shown(value)} is not a number, and this column was numeric "
-            "at training.",
-            {"row": index, "column": column},
-        )
+        raise not_a_number(value, index, column)
     return number
 
 
@@ -220,7 +216,7 @@ def _category(value: Any, index: int, column: str) -> Any:
     # Scalars stay as sent: the pipeline's own row-to-matrix step turns them into text exactly as at training.
     if isinstance(value, list | dict):
         raise InvalidInput(
-            f"Row {index}, column {column!r}: {_shown(value)} is an array or object, and this column held text "
+            f"Row {index}, column {column!r}: {shown(value)} is an array or object, and this column held text "
             "at training.",
             {"row": index, "column": column},
         )
@@ -241,11 +237,6 @@ def _matrix(rows: Sequence[Row], inputs: MatrixInputs, first_row: int) -> npt.ND
             number = _number(row[column], first_row + index, column)
             matrix[index, position] = math.nan if number is None else number
     return matrix
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def to_json(value: Any) -> Any:

@@ -28,14 +28,15 @@ The spec is ``{rule: {column: settings}}``:
     min/max/mean  over its in-sample predictions, one per kept pair.
   No complete pair (fewer than k+1 points, or gaps everywhere) gives None for all four.
   Methods: linear_regression (LinearRegression), ridge (Ridge), decision_tree (DecisionTreeRegressor),
-  random_forest (RandomForestRegressor, n_estimators 10 by default), knn (KNeighborsRegressor, n_neighbors
-  3 by default, capped at the row's number of pairs). Estimators that take a random_state get 0 unless the
-  params give another int; every other param goes to the estimator as is. method defaults to
-  decision_tree, as in the old stack.
+  random_forest (RandomForestRegressor, n_estimators 10 by default, at most 100), knn (KNeighborsRegressor,
+  n_neighbors 3 by default, capped at the row's number of pairs). Estimators that take a random_state get 0
+  unless the params give another int; n_jobs may only be 1 (or null); every other param goes to the
+  estimator as is. method defaults to decision_tree, as in the old stack.
 
 Missing values are None (or a float NaN). A missing or absent column gives None in every column derived
-from it for that row; a number array may hold missing elements. Problems in the spec or in the data raise
-InvalidInput naming the rule, column, row and element concerned.
+from it for that row; a number array may hold missing elements. Every derived number is finite (a sum or a
+fit that overflows is an error). Problems in the spec or in the data raise InvalidInput naming the rule,
+column, row and element concerned.
 """
 
 import math
@@ -88,6 +89,8 @@ _EXPAND_MODES: Final = ("columns",)
 _CLASSIFY_OUTPUTS: Final = ("next", "min", "max", "mean")
 _DEFAULT_METHOD: Final = "decision_tree"
 _MAX_LAGS: Final = 20
+# A regressor is fitted per row and per call: its size must stay bounded whatever the spec asks for.
+_MAX_ESTIMATORS: Final = 100
 
 # Each method's regressor and the params it gets unless the spec says otherwise.
 _REGRESSORS: Final[dict[str, tuple[type[Any], dict[str, Any]]]] = {
@@ -299,6 +302,13 @@ def _check_param(column: str, method: str, name: str, value: Any) -> None:
     if not _is_json_value(value):
         # The spec is pickled with the model: it may hold only what JSON can, nothing the safe loader refuses.
         raise _spec_error("classify", column, f"param {name!r} must be a JSON value, got {_kind(value)}.", param=name)
+    if name == "n_estimators" and isinstance(value, int) and not isinstance(value, bool) and value > _MAX_ESTIMATORS:
+        raise _spec_error(
+            "classify", column, f"param 'n_estimators' may be at most {_MAX_ESTIMATORS}, got {value}.", param=name
+        )
+    if name == "n_jobs" and value not in (None, 1):
+        # Features are computed row by row inside a request: no parallel workers per row.
+        raise _spec_error("classify", column, f"param 'n_jobs' may only be 1 (or null), got {value!r}.", param=name)
     if name == "random_state" and (isinstance(value, bool) or not isinstance(value, int)):
         # None would give the same row different features at training and at prediction.
         raise _spec_error(
@@ -481,9 +491,19 @@ def _transform_row(index: int, row: Row, plan: Sequence[_Step], consumed: frozen
 def _apply(index: int, step: _Step, value: Any) -> Derived:
     try:
         # Array rules receive the parsed numbers; extract receives the raw value.
-        return step.compute(value if step.rule == "extract" else _parse_array(index, step.column, step.rule, value))
+        values = step.compute(value if step.rule == "extract" else _parse_array(index, step.column, step.rule, value))
     except _BadValue as bad:
         raise _data_error(index, step.column, step.rule, bad.problem, **bad.details) from bad
+    for name, derived in zip(step.names, values, strict=True):
+        if isinstance(derived, float) and not math.isfinite(derived):
+            raise _data_error(
+                index,
+                step.column,
+                step.rule,
+                f"{name} comes out beyond the range of a float for these values: send smaller numbers.",
+                derived=name,
+            )
+    return values
 
 
 def _data_error(index: int, column: str, rule: str, problem: str, **details: Any) -> InvalidInput:
@@ -574,14 +594,19 @@ def _as_utc(moment: datetime) -> datetime:
 
 def _flatten_values(ops: tuple[str, ...], values: list[float | None]) -> Derived:
     present = np.array([value for value in values if value is not None], dtype=float)
-    return [_flatten_one(op, present) for op in ops]
+    # An overflow gives inf (or NaN), which _apply reports with the row and column.
+    with np.errstate(over="ignore", invalid="ignore"):
+        return [_flatten_one(op, present) for op in ops]
 
 
 def _flatten_one(op: str, present: np.ndarray[Any, np.dtype[np.float64]]) -> float | int | None:
     if op == "count":
         return int(present.size)
     if op == "sum":
-        return math.fsum(present.tolist())
+        try:
+            return math.fsum(present.tolist())
+        except OverflowError:
+            return math.inf
     if present.size == 0:
         return None
     return float(_REDUCERS[op](present))

@@ -1,9 +1,11 @@
 """Shapes of the predict API: the old stack's `{"version", "data"}` body and its list-of-rows answer."""
 
+import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lrnstak.errors import InvalidInput
 from lrnstak.schemas.jobs import JobError, JobStatus
 
 
@@ -17,6 +19,29 @@ class PredictModelRequest(BaseModel):
     columns: list[str] | None = None
     include_input: bool | None = Field(default=None, description="false: answer only the predictions.")
     probabilities: bool | None = Field(default=None, description="true: add each class's probability.")
+
+    @field_validator("data")
+    @classmethod
+    def numbers_are_finite(cls, data: list[Any]) -> list[Any]:
+        # JSON's 1e400 parses as infinity, which no model takes and no JSON answer can echo back.
+        for index, row in enumerate(data):
+            if _holds_infinity(row):
+                raise InvalidInput(
+                    f"`data` row {index} holds a number beyond the range of a 64-bit float (such as 1e400), which "
+                    "reads as infinity: send a finite number, or null for a missing value.",
+                    {"field": "data", "row": index},
+                )
+        return data
+
+
+def _holds_infinity(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isinf(value)
+    if isinstance(value, list):
+        return any(_holds_infinity(item) for item in value)
+    if isinstance(value, dict):
+        return any(_holds_infinity(item) for item in value.values())
+    return False
 
 
 class PredictionEntry(BaseModel):
