@@ -17,6 +17,7 @@ import base64
 import io
 import multiprocessing
 import random
+import re
 import secrets
 import sys
 import tempfile
@@ -136,6 +137,23 @@ def request(
     return http.post("/predict/model/soak-iris", json={"data": [{"sepal_length": "long"}]})
 
 
+def data_held(endpoint: str) -> dict[str, float]:
+    """What the embedded AWS holds in the stack's memory: S3 bytes (every object version: the bucket is
+    versioned, so overwrites keep the old bytes, as in AWS) and DynamoDB items."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=endpoint)
+    dynamodb = boto3.client("dynamodb", endpoint_url=endpoint)
+    stored = 0
+    for bucket in s3.list_buckets()["Buckets"]:
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket["Name"]):
+            stored += sum(version["Size"] for version in page.get("Versions", []))
+    items = 0
+    for table in dynamodb.list_tables()["TableNames"]:
+        items += sum(page["Count"] for page in dynamodb.get_paginator("scan").paginate(TableName=table, Select="COUNT"))
+    return {"s3_mib": round(stored / 2**20, 1), "dynamodb_items": items}
+
+
 def sample_memory(pid: int, samples: list[tuple[float, int]], stop: threading.Event) -> None:
     started = time.monotonic()
     while not stop.wait(1.0):
@@ -170,6 +188,8 @@ def main() -> int:
             samples: list[tuple[float, int]] = []
             stop = threading.Event()
             sampler = threading.Thread(target=sample_memory, args=(pid, samples, stop), daemon=True)
+            endpoint = re.search(r"embedded AWS at (http://[\d.:]+)", stack.log.read_text()).group(1)  # type: ignore[union-attr]
+            data_before = data_held(endpoint)
             started_rss = rss_kib(pid)
             sampler.start()
             results: Any = multiprocessing.Queue()
@@ -185,6 +205,7 @@ def main() -> int:
             stop.set()
             sampler.join()
             ended_rss = rss_kib(pid)
+            data_after = data_held(endpoint)
         finally:
             code = stack.stop()
 
@@ -217,9 +238,16 @@ def main() -> int:
         f"5xx or failed connections: {sum(failures.values())}; stack exit code {code}"
     )
     print("stack RSS (MiB): " + ", ".join(f"{k} {v}" for k, v in memory.items()))
+    print(f"held by the embedded AWS (in that RSS): before {data_before}, after {data_after}")
     path = write_results(
         "soak",
-        {"arguments": vars(arguments), "machine": machine(), "statuses": dict(statuses), "memory": memory},
+        {
+            "arguments": vars(arguments),
+            "machine": machine(),
+            "statuses": dict(statuses),
+            "memory": memory,
+            "data_held": {"before": data_before, "after": data_after},
+        },
     )
     print(f"written to {path}")
     return 1 if failures or code != 0 else 0
