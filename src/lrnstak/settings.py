@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     presigned_url_seconds: int = Field(default=900, gt=0, le=7 * 24 * 3600)
     # A custom-domain base path mapping (e.g. "/v1") that API Gateway leaves on the path.
     api_base_path: str = ""
-    # botocore retries for throttling and transient errors before we answer 503.
+    # Attempts per AWS call (the first included): botocore retries throttling and transient errors, then 503.
     aws_max_attempts: int = Field(default=5, ge=1, le=20)
     aws_retry_mode: str = Field(default="standard", pattern="^(standard|adaptive|legacy)$")
     # Optimistic-concurrency retries when several writers update the same model at once.

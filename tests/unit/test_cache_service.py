@@ -211,10 +211,10 @@ def test_a_pop_that_loses_the_front_takes_another_element(cache: CacheService, m
     claim = cache._table.claim_element
     stolen = []
 
-    def front_taken_first(element: ElementItem) -> ElementItem | None:
+    def front_taken_first(element: ElementItem, claim_id: str) -> ElementItem | None:
         if not stolen:
-            stolen.append(claim(element))  # another client pops the front just before this one
-        return claim(element)
+            stolen.append(claim(element, "another client"))  # another client pops the front just before this one
+        return claim(element, claim_id)
 
     monkeypatch.setattr(cache._table, "claim_element", front_taken_first)
     popped = cache.pop_value("l").json_text

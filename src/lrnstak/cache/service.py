@@ -8,6 +8,12 @@ Values travel as JSON text, so every JSON value (null, false, 0, "", [] and {} i
 Up to MAX_INLINE_BYTES the text lives in the item; up to MAX_VALUE_BYTES in S3 under a key unique to the
 write, the item holding the pointer. An overwrite writes the new object, then the item, then deletes the
 object it replaced; a failed write deletes its own object.
+
+A write whose answer was lost may have been applied: the writer reads its item back (its write_id, or its
+element) before deleting its own object, and keeps the object when it cannot tell (a server error or a
+timeout, and the read-back failing too). An overwrite whose answer was lost no longer knows what it replaced.
+Both leave objects no item points at, never an item pointing at a missing object; nothing collects them.
+A pop marks its element as its own before removing it, so a mark retried after a lost answer still owns it.
 """
 
 import hashlib
@@ -38,7 +44,7 @@ from lrnstak.storage.cache_table import (
     timestamp,
 )
 from lrnstak.storage.clients import get_clients
-from lrnstak.storage.errors import ArtifactMissing
+from lrnstak.storage.errors import ArtifactMissing, outcome_unknown
 
 # RFC 3986 pchar without percent-encoding: a key is one path segment as clients send it, unescaped.
 KEY_PATTERN = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@]{1,512}")
@@ -171,21 +177,43 @@ class CacheService:
         record = ValueItem(key, stored, uuid.uuid4().hex, timestamp(now), expiry_time(ttl, now))
         try:
             replaced = self._table.put_value(record)
-        except BaseException:
-            self._discard([stored.object_key])
-            raise
-        if replaced is not None:
+        except Exception as error:
+            landed = self._value_landed(record, error)
+            if landed is False:
+                self._discard([stored.object_key])
+            if not landed:
+                raise
+            replaced = None  # applied, its answer lost: what it replaced is not known any more
+        if replaced is not None and replaced.write_id != record.write_id:  # else: our own first attempt
             self._discard([replaced.value.object_key])
         # The value wins over a list on every read, so removing the list second never shows a gap.
         meta = self._table.get_list_meta(key)
         if meta is not None:
             self._remove_list(meta)
 
+    def _value_landed(self, record: ValueItem, error: Exception) -> bool | None:
+        """After a failed put: whether it was applied all the same (None: cannot tell)."""
+        try:
+            current = self._table.read_entry(record.key, with_value=False).value
+        except LrnstakError:
+            return None if outcome_unknown(error) else False
+        if current is not None and current.write_id == record.write_id:
+            return True
+        return None if outcome_unknown(error) else False
+
     def delete_value(self, key: str) -> bool:
         """Deletes the value or list at the key; whether there was one (not expired, not empty)."""
         check_key(key)
         now = self._now()
-        old = self._table.delete_value(key)
+        # Read first: when the delete's answer is lost its retry returns nothing, and the object would stay.
+        seen = self._table.read_entry(key, with_value=False).value
+        try:
+            old = self._table.delete_value(key) or seen
+        except LrnstakError:
+            current = self._table.read_entry(key, with_value=False).value
+            if current is not None and (seen is None or current.write_id == seen.write_id):
+                raise
+            old = seen  # gone all the same: the delete was applied, its answers lost
         existed = old is not None and not is_expired(old.expires_at, now)
         if old is not None:
             self._discard([old.value.object_key])
@@ -227,37 +255,61 @@ class CacheService:
         check_key(key)
         if ttl is not None:
             check_ttl(ttl)
-        stored = self._store(key, encode_value(value))
-        try:
-            self._push(key, stored, ttl)
-        except BaseException:
-            self._discard([stored.object_key])
-            raise
+        self._push(key, self._store(key, encode_value(value)), ttl)
 
     def _push(self, key: str, stored: StoredValue, ttl: int | None) -> None:
-        for attempt in range(self._attempts):
-            now = self._now()
-            proposed = ListMetaItem(
-                key=key,
-                list_id=uuid.uuid4().hex,
-                base=int(now * NANOSECONDS),
-                head=0,
-                updated_at=timestamp(now),
-                expires_at=expiry_time(ttl or 0, now),
-            )
-            meta = self._table.next_sequence(key, proposed, change_expiry=ttl is not None, now=now)
-            if meta is None:  # the list has expired: remove it, and the next attempt starts a new one
-                self._live_meta(self._table.get_list_meta(key), now)
-                continue
-            element = ElementItem(key, element_sort_key(meta.base + meta.head), meta.list_id, stored)
-            self._table.put_element(element)
-            if self._push_stands(element):
-                return
-            _back_off(attempt)
-        raise ServiceUnavailable("The key kept changing while the value was pushed; retry shortly.")
+        pointed_at = False  # whether an element may point at the stored object (then it must stay)
+        try:
+            for attempt in range(self._attempts):
+                now = self._now()
+                proposed = ListMetaItem(
+                    key=key,
+                    list_id=uuid.uuid4().hex,
+                    base=int(now * NANOSECONDS),
+                    head=0,
+                    updated_at=timestamp(now),
+                    expires_at=expiry_time(ttl or 0, now),
+                )
+                meta = self._table.next_sequence(key, proposed, change_expiry=ttl is not None, now=now)
+                if meta is None:  # the list has expired: remove it, and the next attempt starts a new one
+                    self._live_meta(self._table.get_list_meta(key), now)
+                    continue
+                element = ElementItem(key, element_sort_key(meta.base + meta.head), meta.list_id, stored)
+                pointed_at = True
+                self._put_element(element)
+                stands, holds_value = self._push_stands(element)
+                if stands:
+                    return
+                pointed_at = False  # taken back
+                if holds_value:
+                    raise _holds_a_value(key)
+                _back_off(attempt)
+            raise ServiceUnavailable("The key kept changing while the value was pushed; retry shortly.")
+        except _NotWritten as not_written:
+            self._discard([stored.object_key])
+            raise not_written.error  # noqa: B904 - the error itself, as put_element raised it
+        except Exception:
+            if not pointed_at:
+                self._discard([stored.object_key])
+            raise
 
-    def _push_stands(self, element: ElementItem) -> bool:
-        """Whether an element just written counts: its list is still there and live, and no value took the key.
+    def _put_element(self, element: ElementItem) -> None:
+        """Writes the element; after a failure, reads it back: raises _NotWritten when it surely is not there."""
+        try:
+            self._table.put_element(element)
+        except Exception as error:
+            try:
+                if self._table.get_element(element) is not None:
+                    return  # applied, its answer lost
+            except LrnstakError:
+                pass
+            if outcome_unknown(error):
+                raise
+            raise _NotWritten(error) from error
+
+    def _push_stands(self, element: ElementItem) -> tuple[bool, bool]:
+        """Whether an element just written counts: its list is still there and live, and no value took the key;
+        and whether a value holds the key.
 
         Otherwise the element is taken back and the push tried again (or refused if a value holds the key). If
         it cannot be taken back, a pop or the list's deletion already took it: the push happened before that.
@@ -267,12 +319,12 @@ class CacheService:
         holds_value = self._live_value(entry.value, now) is not None
         meta = self._live_meta(entry.meta, now)
         if not holds_value and meta is not None and meta.list_id == element.list_id:
-            return True
-        if self._table.claim_element(element) is None:
-            return True
-        if holds_value:
-            raise _holds_a_value(element.key)
-        return False
+            return True, False
+        claim_id = uuid.uuid4().hex
+        if self._table.claim_element(element, claim_id) is None:
+            return True, holds_value
+        self._table.delete_claimed(element, claim_id)
+        return False, holds_value
 
     def peek_value(self, key: str, position: int) -> CachedValue:
         """The element at `position` (0: the front) without removing it."""
@@ -299,7 +351,7 @@ class CacheService:
             meta = self._list_to_read(key)
             if meta is None:
                 self._miss(key)
-            candidates = self._sweep(key, meta.list_id, POP_CANDIDATES, with_values=False)
+            candidates = self._sweep(key, meta.list_id, POP_CANDIDATES, with_values=False, fill=False)
             if not candidates:
                 self._miss(key)
             popped = self._claim_one(candidates)
@@ -309,26 +361,55 @@ class CacheService:
         raise ServiceUnavailable("Too many clients are popping this list at once; retry shortly.")
 
     def _claim_one(self, candidates: list[ElementItem]) -> str | None:
-        """The JSON text of a candidate this call manages to delete, the first one when no one else is popping.
+        """The JSON text of a candidate this call manages to claim, the first one when no one else is popping.
 
         Once a race is lost the next tries are random among the rest, so concurrent poppers spread over the
         front of the list instead of queueing for one element after another. None when others took them all.
+        A value kept in S3 is read before the claim: a failed read then takes nothing from the list.
         """
         remaining = list(candidates)
         contended = False
+        claim_id = uuid.uuid4().hex
         while remaining:
             index = random.randrange(len(remaining)) if contended else 0  # noqa: S311 - not security
-            claimed = self._table.claim_element(remaining.pop(index))
+            candidate = remaining.pop(index)
+            try:
+                text = self._load(candidate.value) if candidate.value.object_key else None
+            except ArtifactMissing:
+                contended = True  # popped (and its object deleted) since the query
+                continue
+            claimed = self._claim(candidate, claim_id)
             if claimed is None:
                 contended = True  # another client popped it first
                 continue
-            try:
-                text = self._load(claimed.value)
-            except ArtifactMissing:
-                continue  # a concurrent delete of the list removed its object
-            self._discard([claimed.value.object_key])
+            text = text if text is not None else self._load(claimed.value)
+            self._remove_claimed(claimed, claim_id)
             return text
         return None
+
+    def _remove_claimed(self, claimed: ElementItem, claim_id: str) -> None:
+        """Deletes a claimed element, then its object. Best-effort: a claimed element is invisible already."""
+        try:
+            self._table.delete_claimed(claimed, claim_id)
+        except LrnstakError as error:
+            try:
+                gone = self._table.get_element(claimed) is None  # deleted, its answers lost
+            except LrnstakError:
+                gone = False
+            if not gone:  # left, invisible, until the list is removed; it keeps its object meanwhile
+                logger.warning("a popped element was left claimed", extra={"reason": error.message})
+                return
+        self._discard([claimed.value.object_key])
+
+    def _claim(self, candidate: ElementItem, claim_id: str) -> ElementItem | None:
+        try:
+            return self._table.claim_element(candidate, claim_id)
+        except LrnstakError:
+            # The mark may have been applied, its answers lost: the element then carries this claim's id.
+            current = self._table.get_element(candidate)
+            if current is not None and current.claimed_by == claim_id:
+                return current
+            raise
 
     def _list_to_read(self, key: str) -> ListMetaItem | None:
         entry = self._table.read_entry(key, with_value=False)
@@ -366,17 +447,24 @@ class CacheService:
         removed = self._delete_dead(meta.key, list(self._table.elements(meta.key, ELEMENTS_PAGE, with_values=False)))
         return sum(1 for element in removed if element.list_id == meta.list_id)
 
-    def _sweep(self, key: str, list_id: str | None, limit: int | None, with_values: bool = True) -> list[ElementItem]:
-        """The elements of list `list_id`, front first, at most `limit`; dead lists' elements seen are deleted."""
+    def _sweep(
+        self, key: str, list_id: str | None, limit: int | None, with_values: bool = True, fill: bool = True
+    ) -> list[ElementItem]:
+        """The elements of list `list_id`, front first, at most `limit`; dead lists' elements seen are deleted.
+
+        Elements claimed by pops are skipped. `fill=False`: one page's worth will do when it holds any (pops
+        racing on the front would otherwise make every pop read a second page).
+        """
         kept: list[ElementItem] = []
         others: list[ElementItem] = []
-        for element in self._table.elements(key, min(limit or ELEMENTS_PAGE, ELEMENTS_PAGE), with_values):
+        page = min(limit or ELEMENTS_PAGE, ELEMENTS_PAGE)
+        for seen, element in enumerate(self._table.elements(key, page, with_values), start=1):
             if element.list_id != list_id:
                 others.append(element)
-                continue
-            kept.append(element)
-            if len(kept) == limit:
-                break
+            elif element.claimed_by is None:
+                kept.append(element)
+            if len(kept) == limit or (kept and not fill and seen % page == 0):
+                break  # (taking no further item: the next page is never queried)
         if others:
             self._delete_dead(key, others)
         return kept
@@ -389,8 +477,9 @@ class CacheService:
         """
         current = self._table.get_list_meta(key)
         dead = [element for element in elements if current is None or element.list_id != current.list_id]
-        self._table.delete_elements(dead)
+        # Objects first: dead elements are invisible, and a failed delete of the items leaves no orphan.
         self._discard(element.value.object_key for element in dead)
+        self._table.delete_elements(dead)
         return dead
 
     # values in S3 ---------------------------------------------------------------------------------------
@@ -405,7 +494,11 @@ class CacheService:
         if len(data) <= MAX_INLINE_BYTES:
             return StoredValue(text=text, object_key=None, size=len(data))
         object_key = object_key_for(key)
-        self._artifacts.put_bytes(object_key, data, VALUE_CONTENT_TYPE)
+        try:
+            self._artifacts.put_bytes(object_key, data, VALUE_CONTENT_TYPE)
+        except Exception:
+            self._discard([object_key])  # a PUT whose answer was lost may have stored it
+            raise
         return StoredValue(text=None, object_key=object_key, size=len(data))
 
     def _load(self, stored: StoredValue) -> str:
@@ -437,6 +530,14 @@ class CacheService:
     def _miss(key: str) -> NoReturn:
         metrics.add_metric(name="CacheMiss", unit=MetricUnit.Count, value=1)
         raise NotFound(f"Key {key!r} does not exist or has expired.", details={"key": key})
+
+
+class _NotWritten(Exception):
+    """A write that surely was not applied (read back), with the error it failed with."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _holds_a_value(key: str) -> Conflict:

@@ -3,26 +3,38 @@
 Two kinds share this machinery: training jobs (the trainer) and batch predictions (predict). A job is a
 record in the jobs table, its request document in S3 and one queue message. The worker claims the job
 (queued -> running, for one worker only) with a lease as long as its own timeout; a job still `running`
-past its lease died with its worker, and whoever next reads it marks it failed. A message that fails
-twice lands in the dead-letter queue, whose consumer fails its job with the reason.
+past its lease died with its worker, and whoever next reads it marks it failed. A job still `queued` after
+the queue's retention period can no longer get a message: whoever next reads it marks it failed too. A
+message that fails twice lands in the dead-letter queue, whose consumer fails its job with the reason.
+
+A training job's success is committed in the same DynamoDB transaction as the version it registers (the
+trainer asks `success_write` for the job's update and gives it to the registry): the job is succeeded if and
+only if its version is live, whatever fails or dies in between. A worker killed before that transaction
+leaves the job `running` until its lease says otherwise (failed, no version; its bytes are orphans); killed
+after it, the job is already succeeded. If the job is no longer running when the transaction comes (its
+lease ran out and a reader failed it), the transaction is refused and no version is registered.
 """
 
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from lrnstak.errors import LrnstakError
+from lrnstak.errors import InvalidInput, LrnstakError
 from lrnstak.observability import logger
 from lrnstak.settings import get_settings
 from lrnstak.storage.artifacts import ArtifactStore
 from lrnstak.storage.clients import get_clients
-from lrnstak.storage.jobs_table import RUNNING, JobOutcome, JobRecord, JobsTable
+from lrnstak.storage.jobs_table import QUEUED, RUNNING, JobOutcome, JobRecord, JobsTable
 from lrnstak.storage.queue import JobQueue
 
 JOB_ID_LENGTH = 32
+# JobsQueue's MessageRetentionPeriod in template.yaml: a message older than this is gone, so a job queued
+# for longer (its message was never sent and marking it failed failed too) will never run.
+QUEUE_RETENTION_SECONDS = 4 * 86_400
 
 Progress = Callable[[float], None]
 # Runs one claimed job of a kind: its record, its request document, a progress reporter -> its outcome.
@@ -31,6 +43,10 @@ JobRunner = Callable[[JobRecord, Any, Progress], JobOutcome]
 
 def iso_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def looks_like_job_id(job_id: str) -> bool:
@@ -56,8 +72,8 @@ class JobService:
         self._clock = clock
 
     def submit(self, kind: str, model: str, version: str | None, request: Any) -> JobRecord:
-        """Records a queued job with its request document and queues it; a job that cannot be queued ends
-        failed with the reason (and the error goes to the caller), never stays queued forever."""
+        """Records a queued job with its request document and queues it; a job that cannot be recorded or
+        queued ends failed with the reason (and the error goes to the caller), never stays queued forever."""
         job_id = uuid.uuid4().hex
         request_key = f"jobs/{job_id}/request.json.gz"
         self._store.put_json(request_key, request)
@@ -66,13 +82,14 @@ class JobService:
             kind=kind,
             model=model,
             version=version,
-            status="queued",
+            status=QUEUED,
             created_at=iso_now(),
             request_key=request_key,
             expires_at=int(self._clock()) + self._retention_seconds,
         )
-        self._jobs.create(job)
         try:
+            # A create whose answers were all lost may have recorded the job: it is failed below in that case.
+            self._jobs.create(job)
             self._queue.send(job_id)
         except Exception as error:
             if isinstance(error, LrnstakError):
@@ -108,11 +125,11 @@ class JobService:
         if runner is None:
             self._jobs.fail(job_id, iso_now(), "internal_error", f"No worker runs jobs of kind {job.kind!r}.")
             return
-        if not self._jobs.claim(job_id, iso_now(), self._clock() + self._worker_timeout):
+        if not self._jobs.claim(job_id, iso_now(), self._clock() + self._worker_timeout, uuid.uuid4().hex):
             self._with_lease_enforced(job)  # fails it if its worker is gone; otherwise another worker has it
             return
         try:
-            outcome = runner(job, self._store.get_json(job.request_key), self._progress_reporter(job_id))
+            outcome = runner(job, self._request_document(job), self._progress_reporter(job_id))
         except LrnstakError as error:
             self._jobs.fail(job_id, iso_now(), error.code, error.message)
             return
@@ -120,13 +137,30 @@ class JobService:
             logger.exception("job failed", extra={"job_id": job_id, "kind": job.kind})
             self._jobs.fail(job_id, iso_now(), "internal_error", f"The job stopped: {type(error).__name__}.")
             return
+        if outcome.recorded:
+            return
         try:
             self._jobs.succeed(job_id, iso_now(), outcome)
         except Exception as error:
             # The work is done but could not be recorded: fail the job now rather than leave it running
-            # until its lease runs out; the message comes back and the claim, already taken, stops it.
+            # until its lease runs out (a no-op if the success was recorded after all, its answer lost); the
+            # message comes back and the claim, already taken, stops it.
             self._jobs.fail(job_id, iso_now(), "internal_error", f"The job's result could not be saved: {error}")
             raise
+
+    def success_write(self, job_id: str, outcome: JobOutcome) -> dict[str, Any]:
+        """The running job's success as a write for the transaction that commits its result (see above)."""
+        return self._jobs.succeed_write(job_id, iso_now(), outcome)
+
+    def _request_document(self, job: JobRecord) -> Any:
+        try:
+            return self._store.get_json(job.request_key)
+        except (OSError, EOFError, ValueError, zlib.error) as error:  # not gzip, cut short, or not JSON
+            # No retry can read it: the job fails now with the reason, rather than after the dead-letter queue.
+            raise InvalidInput(
+                f"The job's request document ({job.request_key}) cannot be read: {type(error).__name__}. "
+                "Submit the job again."
+            ) from error
 
     def fail_undeliverable(self, job_id: str, receive_count: int) -> None:
         """A message that reached the dead-letter queue: its job can no longer run."""
@@ -155,11 +189,18 @@ class JobService:
             # The worker would have finished or failed the job by now: it died with it.
             self._jobs.fail(job.job_id, iso_now(), "worker_lost", self._lost_worker_message(job))
             return self._jobs.get(job.job_id) or job
+        if job.status == QUEUED and _epoch(job.created_at) + QUEUE_RETENTION_SECONDS < self._clock():
+            message = "The job was never delivered to a worker: its message was not queued, or expired unread."
+            self._jobs.fail(job.job_id, iso_now(), "not_delivered", message)
+            return self._jobs.get(job.job_id) or job
         return job
 
     def _progress_reporter(self, job_id: str) -> Progress:
         def report(fraction: float) -> None:
-            self._jobs.set_progress(job_id, round(0.05 + 0.9 * fraction, 3))
+            try:
+                self._jobs.set_progress(job_id, round(0.05 + 0.9 * fraction, 3))
+            except LrnstakError as error:  # progress is a hint: a throttled update must not fail the job
+                logger.warning("job progress not recorded", extra={"job_id": job_id, "reason": error.message})
 
         return report
 

@@ -103,7 +103,7 @@ class QueueWorker(threading.Thread):
         self.join(timeout=10)
 
     def _invoke(self, message: dict[str, Any]) -> None:
-        job_id = str(json.loads(message["Body"]).get("job_id", ""))
+        job_id = _job_id_of(message["Body"])
         event = json.dumps(sqs_event(message, self._arn, self._region))
         self._current = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             [sys.executable, "-m", "lrnstak.local.run_function", self._function],
@@ -144,6 +144,16 @@ class QueueWorker(threading.Thread):
         if job_id:
             self._on_worker_lost(job_id, reason)
         self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _job_id_of(body: str) -> str:
+    """The job a message names, or "" for a body that names none (the worker consumes those)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    job_id = document.get("job_id") if isinstance(document, dict) else None
+    return job_id if isinstance(job_id, str) else ""
 
 
 def recover_unfinished_jobs() -> None:

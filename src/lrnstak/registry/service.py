@@ -4,6 +4,15 @@ Writes are all-or-nothing: bytes go to S3 under a key unique to the write, then 
 points the version (and the model's summary) at them. Readers therefore see a version's old bytes or its new
 bytes, never a mix; a failed save leaves what was there before. Bytes a write replaced are deleted after
 the transaction; bytes of a failed write are deleted before the error goes back to the client.
+
+A write whose answer was lost (botocore's retry of it then conflicts with it, or every attempt timed out)
+may have committed: the writer reads its own write back (the version's write_id) before deciding. Committed,
+it answers success; not, it deletes its bytes and answers the error, except when the failure leaves the
+outcome open (a server error, a timeout, and the read-back failing too), where it keeps its bytes rather than
+risk those of a version that did commit, and answers 503. So objects under artifacts/ that no version points
+at can remain: after such a failure, or when deleting replaced or deleted bytes fails (the request still
+succeeds). They are never listed as versions, and are logged with their keys ("orphaned artifacts left in the
+bucket"); nothing collects them yet.
 """
 
 import json
@@ -32,12 +41,18 @@ from lrnstak.observability import logger, metrics
 from lrnstak.settings import get_settings
 from lrnstak.storage.artifacts import ArtifactStore
 from lrnstak.storage.clients import get_clients
-from lrnstak.storage.errors import ArtifactMissing, StorageConflict
+from lrnstak.storage.errors import ArtifactMissing, StorageConflict, outcome_unknown
 from lrnstak.storage.records import ModelSummary, VersionRecord
-from lrnstak.storage.registry_table import MAX_VERSIONS_PER_TRANSACTION, RegistryTable
+from lrnstak.storage.registry_table import MAX_VERSIONS_PER_TRANSACTION, RegistryTable, TransactItem
 
 MODEL_CONTENT_TYPE = "application/octet-stream"
 READ_ATTEMPTS = 3
+# Writes committed with a version, or not at all: given the record about to be committed (e.g. a job's success).
+CommitWith = Callable[[VersionRecord], list[TransactItem]]
+
+
+class OutcomeUnknown(ServiceUnavailable):
+    """A commit failed in a way that does not say whether it was applied, and reading it back failed too."""
 
 
 def utc_now() -> str:
@@ -232,7 +247,9 @@ class RegistryService:
 
     # writes --------------------------------------------------------------------------------------------
 
-    def save_version(self, model: str, upload: NewVersion) -> SavedVersion:
+    def save_version(self, model: str, upload: NewVersion, commit_with: CommitWith | None = None) -> SavedVersion:
+        """Stores the bytes and commits the version. `commit_with`: writes that commit in the same transaction,
+        or not at all (their refusal is PreconditionFailed)."""
         check_model_name(model)
         if upload.version is not None:
             check_version_to_write(upload.version)
@@ -243,13 +260,14 @@ class RegistryService:
         artifact_key = f"{prefix}/model.joblib"
         training_key = f"{prefix}/training_data.json.gz" if upload.training_rows is not None else None
         algorithm = upload.algorithm or _named_algorithm(upload.parameters) or describe_algorithm(loaded.estimator)
+        # Listed before each PUT: a PUT whose answer was lost may have stored its bytes all the same.
         written: list[str] = []
         try:
-            self._artifacts.put_bytes(artifact_key, upload.model_bytes, MODEL_CONTENT_TYPE, digest)
             written.append(artifact_key)
+            self._artifacts.put_bytes(artifact_key, upload.model_bytes, MODEL_CONTENT_TYPE, digest)
             if training_key is not None and upload.training_rows is not None:
-                self._artifacts.put_json(training_key, upload.training_rows)
                 written.append(training_key)
+                self._artifacts.put_json(training_key, upload.training_rows)
             draft = VersionRecord(
                 model=model,
                 version=upload.version or "",
@@ -267,8 +285,12 @@ class RegistryService:
                 training_results=upload.training_results,
                 feature_schema=upload.feature_schema,
             )
-            committed, replaced = self._commit_version(draft)
-        except BaseException:
+            committed, replaced = self._commit_version(draft, commit_with)
+        except OutcomeUnknown:
+            logger.warning("orphaned artifacts left in the bucket", extra={"keys": written, "reason": "unknown"})
+            raise
+        except Exception:
+            # Not BaseException: a process being torn down mid-commit must not delete what it may have committed.
             self._discard(written)
             raise
         if replaced is not None:
@@ -276,7 +298,9 @@ class RegistryService:
         metrics.add_metric(name="ModelUploaded", unit=MetricUnit.Count, value=1)
         return SavedVersion(model, committed.version, digest, loaded.warnings)
 
-    def _commit_version(self, draft: VersionRecord) -> tuple[VersionRecord, VersionRecord | None]:
+    def _commit_version(
+        self, draft: VersionRecord, commit_with: CommitWith | None
+    ) -> tuple[VersionRecord, VersionRecord | None]:
         """Points the version at the new bytes; returns what was committed and the record it replaced."""
         for attempt in range(self._write_attempts):
             summary = self._table.get_summary(draft.model) or ModelSummary(draft.model)
@@ -291,30 +315,73 @@ class RegistryService:
                     expected_write_id=existing.write_id if existing else None,
                     summary=summary.with_version(version, created_at, now),
                     expected_revision=summary.revision,
+                    also=commit_with(record) if commit_with is not None else (),
                 )
             except StorageConflict:
+                if self._landed(record):  # a retry of our own write, whose answer was lost, conflicted with it
+                    return record, existing
                 _back_off(attempt)
                 continue
+            except LrnstakError as error:
+                if self._landed_or_unknown(record, error):
+                    return record, existing
+                raise
             return record, existing
         raise ServiceUnavailable("Too many concurrent writes to this model; retry shortly.")
+
+    def _landed(self, record: VersionRecord) -> bool:
+        current = self._table.get_version(record.model, record.version)
+        return current is not None and current.write_id == record.write_id
+
+    def _landed_or_unknown(self, record: VersionRecord, error: LrnstakError) -> bool:
+        """After a failed commit: True when it was applied all the same; False when it was not (the caller
+        answers the error); OutcomeUnknown when neither the error nor a read-back tells."""
+        try:
+            if self._landed(record):
+                return True
+        except LrnstakError as read_error:
+            if outcome_unknown(error):
+                raise OutcomeUnknown(
+                    "The save may or may not have been recorded; read the version to know, or upload it again.",
+                    retry_after_seconds=2,
+                ) from read_error
+            return False
+        if outcome_unknown(error):
+            raise OutcomeUnknown(
+                "The save could not be confirmed; read the version to know, or upload it again.",
+                retry_after_seconds=2,
+            ) from error
+        return False
 
     def delete_version(self, model: str, version: str) -> None:
         check_model_name(model)
         check_version_to_read(version)
+        attempted: VersionRecord | None = None
         for attempt in range(self._write_attempts):
-            record = self.get_version(model, version)
+            try:
+                record = self.get_version(model, version)
+            except NotFound:
+                if attempted is None:
+                    raise
+                record = attempted  # gone since our attempt: ours landed with its answer lost, or another's did
+                break
             summary = self._table.get_summary(model) or ModelSummary(model)
             try:
                 self._table.delete_versions(
                     [record], summary.without_versions({record.version}, self._clock()), summary.revision
                 )
             except StorageConflict:
+                attempted = record
                 _back_off(attempt)
                 continue
-            self._discard(record.object_keys)
-            metrics.add_metric(name="ModelDeleted", unit=MetricUnit.Count, value=1)
-            return
-        raise ServiceUnavailable("Too many concurrent writes to this model; retry shortly.")
+            except LrnstakError:
+                if self._table.get_version(model, record.version) is not None:
+                    raise
+            break
+        else:
+            raise ServiceUnavailable("Too many concurrent writes to this model; retry shortly.")
+        self._discard(record.object_keys)
+        metrics.add_metric(name="ModelDeleted", unit=MetricUnit.Count, value=1)
 
     def delete_model(self, model: str) -> int:
         """Deletes every version, a transaction per batch; returns how many versions went."""
@@ -329,17 +396,29 @@ class RegistryService:
                 return deleted
             summary = self._table.get_summary(model) or ModelSummary(model)
             names = {record.version for record in records}
+            remaining = summary.without_versions(names, self._clock())
             try:
-                self._table.delete_versions(records, summary.without_versions(names, self._clock()), summary.revision)
-            except StorageConflict:
-                conflicts += 1
-                if conflicts >= self._write_attempts:
-                    raise ServiceUnavailable("Too many concurrent writes to this model; retry shortly.") from None
-                _back_off(conflicts)
-                continue
+                self._table.delete_versions(records, remaining, summary.revision)
+            except LrnstakError as error:
+                # A retry of our own transaction, whose answer was lost, conflicts with it or times out too.
+                if not self._deletion_landed(model, names, summary.revision):
+                    if not isinstance(error, StorageConflict):
+                        raise
+                    conflicts += 1
+                    if conflicts >= self._write_attempts:
+                        raise ServiceUnavailable("Too many concurrent writes to this model; retry shortly.") from None
+                    _back_off(conflicts)
+                    continue
             deleted += len(records)
             metrics.add_metric(name="ModelDeleted", unit=MetricUnit.Count, value=len(records))
             self._discard(key for record in records for key in record.object_keys)
+            if not remaining.versions:
+                return deleted  # the summary listed every version: none is left
+
+    def _deletion_landed(self, model: str, names: set[str], revision: int) -> bool:
+        """Whether versions are gone since the summary was at `revision` (removed by us or by another writer)."""
+        summary = self._table.get_summary(model)
+        return summary is None or (summary.revision > revision and not names & set(summary.versions))
 
     def _discard(self, keys: Iterable[str]) -> None:
         """Deletes bytes nothing points at any more. A failure leaves an orphan object, never a broken version."""

@@ -3,11 +3,13 @@
 Layout (keys and the TTL attribute must match CacheTable in template.yaml; tests check it):
   pk = <key>, sk = "VALUE"        value (JSON text) or object_key (S3), size, write_id, updated_at, expires_at?
   pk = <key>, sk = "LIST"         list_id, base, head, updated_at, expires_at?
-  pk = <key>, sk = "E#<sequence>" list_id, value or object_key, size: one list element
+  pk = <key>, sk = "E#<sequence>" list_id, value or object_key, size, claimed_by?: one list element
 Sequences are zero-padded so string order is list order; a push to the front takes base + head after an
 atomic `ADD head -1`. `base` is fixed when a list is created (nanoseconds of the clock), so a list created
 after another was removed never reuses the old one's sort keys. `list_id` ties elements to their list:
-elements of a removed list are invisible to readers even before they are deleted.
+elements of a removed list are invisible to readers even before they are deleted. An element carrying
+`claimed_by` has been taken by a pop (or a push taking its element back) and is invisible too; its claimer
+deletes it next (one whose process died leaves it, invisible, until the list is removed).
 
 Every read is consistent; every method that may lose a race says so by returning None or False, so the
 service decides what to retry.
@@ -37,7 +39,18 @@ BATCH_SIZE = 25
 BATCH_ATTEMPTS = 8
 CONDITION_FAILED = "ConditionalCheckFailedException"
 # What a reader needs to decide, without the (possibly large) value.
-HEADER_ATTRIBUTES = ("pk", "sk", "expires_at", "write_id", "object_key", "size", "list_id", "base", "head")
+HEADER_ATTRIBUTES = (
+    "pk",
+    "sk",
+    "expires_at",
+    "write_id",
+    "object_key",
+    "size",
+    "list_id",
+    "base",
+    "head",
+    "claimed_by",
+)
 
 Item = dict[str, Any]
 
@@ -76,6 +89,7 @@ class ElementItem:
     sort_key: str
     list_id: str
     value: StoredValue
+    claimed_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +171,7 @@ def element_from_item(item: Item) -> ElementItem:
         sort_key=item[SORT_KEY]["S"],
         list_id=item.get("list_id", {}).get("S", ""),
         value=_stored_value_from(item),
+        claimed_by=item.get("claimed_by", {}).get("S"),
     )
 
 
@@ -222,7 +237,8 @@ class CacheTable:
         return meta_from_item(dict(item)) if item else None
 
     def elements(self, key: str, page_size: int, with_values: bool = True) -> Iterator[ElementItem]:
-        """Every element item of a key, front first, whatever list it belongs to; fetched a page at a time.
+        """Every element item of a key, front first, whatever list it belongs to; fetched a page at a time
+        (the next page only once the previous one's last item has been taken).
 
         Without values, an inline element's text is None (an S3 pointer is kept): enough to claim or delete it.
         """
@@ -352,18 +368,43 @@ class CacheTable:
         with translate_aws_errors("push onto a cached list"):
             self._dynamodb.put_item(TableName=self._table, Item=item)
 
-    def claim_element(self, element: ElementItem) -> ElementItem | None:
-        """Deletes an element if it is still there: whoever's delete succeeds owns it. None when lost."""
+    def get_element(self, element: ElementItem) -> ElementItem | None:
+        with translate_aws_errors("read a cached list"):
+            response = self._dynamodb.get_item(
+                TableName=self._table, Key=_primary_key(element.key, element.sort_key), ConsistentRead=True
+            )
+        item = response.get("Item")
+        return element_from_item(dict(item)) if item else None
+
+    def claim_element(self, element: ElementItem, claim_id: str) -> ElementItem | None:
+        """Marks an element of its list as taken by `claim_id`, if it is still there and not taken: whoever's
+        mark succeeds owns it, readers skip it from then on. The element with its value; None when lost.
+
+        A retry of the mark whose first answer was lost finds its own mark and still owns the element (a
+        plain conditional delete would find it gone, and the element would be lost to everyone).
+        """
         request = {
             "TableName": self._table,
             "Key": _primary_key(element.key, element.sort_key),
-            "ConditionExpression": "attribute_exists(#pk) AND #lid = :lid",
-            "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#lid": "list_id"},
-            "ExpressionAttributeValues": {":lid": {"S": element.list_id}},
-            "ReturnValues": "ALL_OLD",
+            "UpdateExpression": "SET #c = :c",
+            "ConditionExpression": "attribute_exists(#pk) AND #lid = :lid AND (attribute_not_exists(#c) OR #c = :c)",
+            "ExpressionAttributeNames": {"#pk": PARTITION_KEY, "#lid": "list_id", "#c": "claimed_by"},
+            "ExpressionAttributeValues": {":lid": {"S": element.list_id}, ":c": {"S": claim_id}},
+            "ReturnValues": "ALL_NEW",
         }
-        old = self._conditional("delete", request, "pop from a cached list")
-        return element_from_item(old) if old else None
+        claimed = self._conditional("update", request, "pop from a cached list")
+        return element_from_item(claimed) if claimed else None
+
+    def delete_claimed(self, element: ElementItem, claim_id: str) -> None:
+        """Deletes an element this claim owns (already gone is fine: a retry whose first answer was lost)."""
+        request = {
+            "TableName": self._table,
+            "Key": _primary_key(element.key, element.sort_key),
+            "ConditionExpression": "#c = :c",
+            "ExpressionAttributeNames": {"#c": "claimed_by"},
+            "ExpressionAttributeValues": {":c": {"S": claim_id}},
+        }
+        self._conditional("delete", request, "pop from a cached list")
 
     def set_list_expiry(self, meta: ListMetaItem, expires_at: int | None, now: float) -> bool:
         """Changes a live list's expiry; False when that list is gone or expired."""

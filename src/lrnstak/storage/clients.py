@@ -28,7 +28,8 @@ class AwsClients:
 
 def build_clients(max_attempts: int = 5, retry_mode: str = "standard") -> AwsClients:
     # AWS_ENDPOINT_URL (LocalStack, moto) and the region come from the environment, as boto3 reads them.
-    retries: Any = {"max_attempts": max_attempts, "mode": retry_mode}
+    # total_max_attempts counts the first try (botocore's max_attempts would count only the retries).
+    retries: Any = {"total_max_attempts": max_attempts, "mode": retry_mode}
     config = Config(retries=retries, connect_timeout=5, read_timeout=30, max_pool_connections=32)
     s3_config = config.merge(Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
     session = boto3.session.Session()

@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, EndpointConnectionError
 
 from lrnstak.errors import LrnstakError, ServiceUnavailable
 
@@ -37,6 +37,14 @@ class StorageConflict(LrnstakError):
     code = "conflict"
 
 
+class PreconditionFailed(LrnstakError):
+    """A write that had to be committed together with another (in one transaction) found its condition no
+    longer true, so neither was written; retrying cannot help."""
+
+    status_code = 409
+    code = "conflict"
+
+
 class ArtifactMissing(LrnstakError):
     """An object the metadata points at is not in the bucket (yet, or any more)."""
 
@@ -46,6 +54,19 @@ class ArtifactMissing(LrnstakError):
 
 def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Whether a failed write may nevertheless have been applied: its last answer was a server error or never
+    came (a read timeout, a dropped connection). A throttle, a refused condition or a request that could not
+    even connect was not applied. (botocore may have retried: an earlier attempt can still have been applied,
+    so writers that must know read their write back.)"""
+    cause = error if isinstance(error, ClientError | BotoCoreError) else error.__cause__
+    if isinstance(cause, ClientError):
+        return int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)) >= 500
+    if isinstance(cause, BotoCoreError):
+        return not isinstance(cause, EndpointConnectionError | ConnectTimeoutError)
+    return False
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 is a conditional update, so two workers, or a worker and a reader enforcing a lease, never both move the
 same job."""
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,12 +43,14 @@ class JobRecord:
 @dataclass(frozen=True)
 class JobOutcome:
     """What a finished job records besides its status: the version it registered or predicted with, and
-    its results (a training job's evaluation, a batch prediction's output file)."""
+    its results (a training job's evaluation, a batch prediction's output file). `recorded`: the runner has
+    already committed the job's success, in the same transaction as its result (see `succeed_write`)."""
 
     version: str | None = None
     algorithm: str | None = None
     training_results: dict[str, Any] | None = None
     output: dict[str, Any] | None = None
+    recorded: bool = False
 
 
 def job_item(job: JobRecord) -> dict[str, Any]:
@@ -98,12 +101,18 @@ class JobsTable:
         self._table = table_name
 
     def create(self, job: JobRecord) -> None:
-        with translate_aws_errors("record a job"):
-            self._dynamodb.put_item(
-                TableName=self._table,
-                Item=job_item(job),
-                ConditionExpression="attribute_not_exists(job_id)",
-            )
+        """Records a new job. Its id is fresh, so an item already there is this very write, retried by botocore
+        after its answer was lost."""
+        try:
+            with translate_aws_errors("record a job"):
+                self._dynamodb.put_item(
+                    TableName=self._table,
+                    Item=job_item(job),
+                    ConditionExpression="attribute_not_exists(job_id)",
+                )
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
 
     def get(self, job_id: str) -> JobRecord | None:
         with translate_aws_errors("read a job"):
@@ -157,11 +166,14 @@ class JobsTable:
                 jobs.extend(job_from_item(dict(item)) for item in page.get("Items", []))
         return jobs
 
-    def claim(self, job_id: str, started_at: str, lease_expires_at: float) -> bool:
-        """queued -> running, for one worker only."""
-        return self._update(
+    def claim(self, job_id: str, started_at: str, lease_expires_at: float, claim_id: str | None = None) -> bool:
+        """queued -> running, for one worker only: the one whose `claim_id` the job then carries (so a claim
+        whose answer was lost, and whose retry found the job running, still knows it is its own)."""
+        claim_id = claim_id or uuid.uuid4().hex
+        if self._update(
             job_id,
-            "SET #s = :running, started_at = :started, lease_expires_at = :lease, progress = :p ADD attempts :one",
+            "SET #s = :running, started_at = :started, lease_expires_at = :lease, progress = :p, claim_id = :claim "
+            "ADD attempts :one",
             {
                 ":running": {"S": RUNNING},
                 ":started": {"S": started_at},
@@ -169,9 +181,16 @@ class JobsTable:
                 ":p": {"N": "0.05"},
                 ":one": {"N": "1"},
                 ":queued": {"S": QUEUED},
+                ":claim": {"S": claim_id},
             },
             "#s = :queued",
-        )
+        ):
+            return True
+        with translate_aws_errors("read a job"):
+            item = self._dynamodb.get_item(
+                TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True
+            ).get("Item", {})
+        return item.get("status", {}).get("S") == RUNNING and item.get("claim_id", {}).get("S") == claim_id
 
     def set_progress(self, job_id: str, progress: float) -> bool:
         return self._update(
@@ -179,8 +198,21 @@ class JobsTable:
         )
 
     def succeed(self, job_id: str, finished_at: str, outcome: JobOutcome) -> bool:
+        """running -> succeeded with the outcome; False when the job is not running any more."""
+        update = self.succeed_write(job_id, finished_at, outcome)["Update"]
+        return self._update(
+            job_id,
+            update["UpdateExpression"],
+            update["ExpressionAttributeValues"],
+            update["ConditionExpression"],
+            update["ExpressionAttributeNames"],
+        )
+
+    def succeed_write(self, job_id: str, finished_at: str, outcome: JobOutcome) -> dict[str, Any]:
+        """`succeed` as one write of a TransactWriteItems, for a result committed together with the job's
+        success (its condition failing cancels the whole transaction)."""
         assignments = ["#s = :done", "finished_at = :at", "progress = :p"]
-        names: dict[str, str] = {}
+        names: dict[str, str] = {"#s": "status"}
         values: dict[str, Any] = {
             ":done": {"S": SUCCEEDED},
             ":at": {"S": finished_at},
@@ -203,7 +235,16 @@ class JobsTable:
                 assignments.append(f"#{name} = :{name}")
                 names[f"#{name}"] = name
                 values[f":{name}"] = value
-        return self._update(job_id, "SET " + ", ".join(assignments), values, "#s = :running", names)
+        return {
+            "Update": {
+                "TableName": self._table,
+                "Key": {"job_id": {"S": job_id}},
+                "UpdateExpression": "SET " + ", ".join(assignments),
+                "ConditionExpression": "#s = :running",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def fail(self, job_id: str, finished_at: str, code: str, message: str) -> bool:
         """Any job not finished yet -> failed, with the reason."""

@@ -5,10 +5,14 @@ Layout (keys must match RegistryTable in template.yaml; tests/unit/test_template
   pk = "MODEL#<name>", sk = "VERSION#<version>"  one model version's metadata
   GSI ModelsByName: gsi1pk = "MODELS", gsi1sk = <name>, on summaries only, so GET /models pages in name
   order with one Query per page and never scans.
+
+Every transaction carries a ClientRequestToken: when botocore retries one whose answer was lost, DynamoDB
+answers the retry with the first outcome instead of running it again (within ten minutes).
 """
 
 import json
-from collections.abc import Iterator
+import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -16,7 +20,7 @@ from botocore.exceptions import ClientError
 from lrnstak.errors import PayloadTooLarge, ServiceUnavailable
 from lrnstak.storage.clients import DynamoDBClient
 from lrnstak.storage.documents import to_json_attribute
-from lrnstak.storage.errors import StorageConflict, error_code, translate_aws_errors
+from lrnstak.storage.errors import PreconditionFailed, StorageConflict, error_code, translate_aws_errors
 from lrnstak.storage.records import ModelSummary, VersionRecord
 
 PARTITION_KEY = "pk"
@@ -33,6 +37,8 @@ MAX_VERSIONS_PER_MODEL = 5000
 MAX_VERSIONS_PER_TRANSACTION = 99
 
 Item = dict[str, Any]
+# One write of a TransactWriteItems ({"Put": ...}, {"Update": ...}, ...), possibly on another table.
+TransactItem = dict[str, Any]
 
 
 def model_key(model: str) -> str:
@@ -165,8 +171,13 @@ class RegistryTable:
         expected_write_id: str | None,
         summary: ModelSummary,
         expected_revision: int,
+        also: Sequence[TransactItem] = (),
     ) -> None:
-        """Writes the version and the model's summary in one transaction, or neither."""
+        """Writes the version and the model's summary in one transaction, or neither.
+
+        `also`: writes that commit with them or not at all (a job's success). When one of those finds its
+        condition false, PreconditionFailed: retrying will not change it.
+        """
         version_put: dict[str, Any] = {"TableName": self._table, "Item": version_item(record)}
         if expected_write_id is None:
             version_put["ConditionExpression"] = "attribute_not_exists(#pk)"
@@ -175,7 +186,8 @@ class RegistryTable:
             version_put["ConditionExpression"] = "#w = :w"
             version_put["ExpressionAttributeNames"] = {"#w": "write_id"}
             version_put["ExpressionAttributeValues"] = {":w": {"S": expected_write_id}}
-        self._transact([{"Put": version_put}, self._summary_write(summary, expected_revision)], "save a version")
+        writes = [{"Put": version_put}, self._summary_write(summary, expected_revision), *also]
+        self._transact(writes, "save a version", guarded=2)
 
     def delete_versions(self, records: list[VersionRecord], summary: ModelSummary, expected_revision: int) -> None:
         """Deletes versions (each only if unchanged since read) and updates or removes the summary, atomically."""
@@ -217,14 +229,26 @@ class RegistryTable:
         key = {PARTITION_KEY: {"S": model_key(summary.model)}, SORT_KEY: {"S": SUMMARY_SORT_KEY}}
         return {"Delete": {"TableName": self._table, "Key": key, **guard}}
 
-    def _transact(self, writes: list[dict[str, Any]], action: str) -> None:
+    def _transact(self, writes: list[dict[str, Any]], action: str, guarded: int | None = None) -> None:
+        """Runs the transaction. A cancellation is a StorageConflict (re-read and retry) when it came from the
+        registry's own writes (the first `guarded`; all when None), PreconditionFailed when from the others."""
         try:
             with translate_aws_errors(action):
-                self._dynamodb.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]
+                self._dynamodb.transact_write_items(
+                    TransactItems=writes,  # type: ignore[arg-type]
+                    ClientRequestToken=str(uuid.uuid4()),
+                )
         except ClientError as error:
             if error_code(error) != "TransactionCanceledException":
                 raise
-            reasons = {reason.get("Code", "") for reason in error.response.get("CancellationReasons", [])}
+            cancelled = [reason.get("Code", "") for reason in error.response.get("CancellationReasons", [])]
+            others = set(cancelled[guarded:]) if guarded is not None else set()
+            if "ConditionalCheckFailed" in others:
+                raise PreconditionFailed(
+                    f"A write made together with the registry's no longer holds, so nothing was written while "
+                    f"trying to {action}."
+                ) from error
+            reasons = set(cancelled)
             if reasons & {"ConditionalCheckFailed", "TransactionConflict"} or not reasons - {"None", ""}:
                 raise StorageConflict(f"A concurrent write changed the model while trying to {action}.") from error
             if reasons & {"ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}:

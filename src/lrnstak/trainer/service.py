@@ -36,13 +36,15 @@ from lrnstak.ml.safe_loading import dump_model
 from lrnstak.ml.training import ENGINE, TrainingSpec, train
 from lrnstak.naming import check_model_name, check_version_to_write
 from lrnstak.observability import logger, metrics
-from lrnstak.registry.service import NewVersion, RegistryService, get_registry_service
+from lrnstak.registry.service import CommitWith, NewVersion, RegistryService, get_registry_service
 from lrnstak.schemas.trainer import TrainModelRequest
 from lrnstak.settings import get_settings
 from lrnstak.storage.artifacts import ArtifactStore
 from lrnstak.storage.clients import get_clients
 from lrnstak.storage.idempotency import idempotency_store
 from lrnstak.storage.jobs_table import TRAINING, JobOutcome, JobRecord
+from lrnstak.storage.records import VersionRecord
+from lrnstak.storage.registry_table import TransactItem
 
 IDEMPOTENCY_SECONDS = 3600
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -204,20 +206,34 @@ class TrainerService:
             # The "in progress" mark lasts as long as this invocation can, so a crash frees the key.
             context = lambda_context or _Deadline(self._budget + 5)
             self._idempotency_config.register_lambda_context(cast(LambdaContext, context))
+        answered: list[TrainingOutcome | JobRecord] = []
         try:
-            recorded = self._answer_once(call=call, request=request, respond_async=respond_async)
+            recorded = self._answer_once(call=call, request=request, respond_async=respond_async, answered=answered)
+        except IdempotencyPersistenceLayerError as error:
+            if answered:
+                # Trained and registered (or queued); only keeping the answer for retries failed. The client gets
+                # it now; a retry with this key meets the record still in progress (409) until it expires.
+                logger.warning("idempotency record not completed", extra={"reason": str(error)})
+                return answered[0]
+            raise ServiceUnavailable(f"Idempotency records are unavailable: {error}") from error
         except IdempotencyValidationError:
             raise InvalidInput(
                 "This Idempotency-Key was used in the last hour for a different request: use a new key."
             ) from None
         except IdempotencyAlreadyInProgressError:
             raise Conflict("A request with this Idempotency-Key is still being processed; retry shortly.") from None
-        except IdempotencyPersistenceLayerError as error:
-            raise ServiceUnavailable(f"Idempotency records are unavailable: {error}") from error
         return _from_record(recorded)
 
-    def _recorded_answer(self, call: dict[str, Any], request: TrainModelRequest, respond_async: bool) -> dict[str, Any]:
-        return _to_record(self._answer(str(call["model"]), request, respond_async))
+    def _recorded_answer(
+        self,
+        call: dict[str, Any],
+        request: TrainModelRequest,
+        respond_async: bool,
+        answered: list[TrainingOutcome | JobRecord],
+    ) -> dict[str, Any]:
+        answer = self._answer(str(call["model"]), request, respond_async)
+        answered.append(answer)
+        return _to_record(answer)
 
     def _answer(self, model: str, request: TrainModelRequest, respond_async: bool) -> TrainingOutcome | JobRecord:
         if respond_async or request.run_async:
@@ -283,11 +299,26 @@ class TrainerService:
     # worker --------------------------------------------------------------------------------------------
 
     def run_job(self, job: JobRecord, request_document: Any, progress: Callable[[float], None]) -> JobOutcome:
-        """Trains a claimed training job and registers its version (the jobs worker calls this)."""
+        """Trains a claimed training job and registers its version (the jobs worker calls this).
+
+        The job's success is written in the registry's transaction (JobService.success_write): the version is
+        live if and only if the job succeeded, whatever fails or dies in between. A job no longer running by
+        then (its lease ran out) refuses the transaction, and nothing is registered.
+        """
         request = TrainModelRequest.model_validate(request_document)
-        outcome = self._train_and_register(job.model, request, progress, None)
+
+        def job_succeeded(record: VersionRecord) -> list[TransactItem]:
+            outcome = JobOutcome(
+                version=record.version, algorithm=record.algorithm, training_results=record.training_results
+            )
+            return [self._jobs.success_write(job.job_id, outcome)]
+
+        outcome = self._train_and_register(job.model, request, progress, None, job_succeeded)
         return JobOutcome(
-            version=outcome.version, algorithm=outcome.algorithm, training_results=outcome.training_results
+            version=outcome.version,
+            algorithm=outcome.algorithm,
+            training_results=outcome.training_results,
+            recorded=True,
         )
 
     # shared --------------------------------------------------------------------------------------------
@@ -314,6 +345,7 @@ class TrainerService:
         request: TrainModelRequest,
         progress: Callable[[float], None] | None,
         attempt: "_Attempt | None",
+        commit_with: CommitWith | None = None,
     ) -> TrainingOutcome:
         rows = self._rows(request)
         try:
@@ -339,6 +371,7 @@ class TrainerService:
                 algorithm=trained.algorithm,
                 feature_schema=trained.feature_schema,
             ),
+            commit_with,
         )
         metrics.add_metric(name="ModelTrained", unit=MetricUnit.Count, value=1)
         seconds = float(trained.training_results["metadata"]["seconds"])
