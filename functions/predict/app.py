@@ -28,7 +28,7 @@ from lrnstak.predict.service import (
 )
 from lrnstak.predict.snapstart import register_runtime_hooks
 from lrnstak.schemas.errors import BODY_ERRORS, error_responses
-from lrnstak.schemas.jobs import JobAcceptedResponse, JobError
+from lrnstak.schemas.jobs import JobAcceptedResponse
 from lrnstak.schemas.predict import (
     PredictBatchRequest,
     PredictionEntry,
@@ -182,18 +182,7 @@ def get_prediction_job(job_id: str, batches: BatchPredictor) -> PredictionJobRes
             url=batch.output_url,
             url_expires_at=batch.output_url_expires_at,
         )
-    return PredictionJobResponse(
-        job_id=job.job_id,
-        model=job.model,
-        version=job.version,
-        status=job.status,  # type: ignore[arg-type]  # the table only holds the four states
-        progress=job.progress,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        error=JobError(**job.error) if job.error else None,
-        output=output,
-    )
+    return PredictionJobResponse.of(job, output=output)
 
 
 app = create_app("predict", [router], extra_media_types=[CSV_MEDIA_TYPE])

@@ -8,7 +8,7 @@ from mangum import Mangum
 
 from lrnstak.http import create_app, job_accepted, wrap_handler
 from lrnstak.schemas.errors import BODY_ERRORS, error_responses
-from lrnstak.schemas.jobs import JobAcceptedResponse, JobError
+from lrnstak.schemas.jobs import JobAcceptedResponse
 from lrnstak.schemas.trainer import (
     CreateDatasetRequest,
     DatasetResponse,
@@ -25,18 +25,7 @@ router = APIRouter(tags=["trainer"])
 
 
 def job_response(job: JobRecord) -> JobResponse:
-    return JobResponse(
-        job_id=job.job_id,
-        model=job.model,
-        version=job.version,
-        status=job.status,  # type: ignore[arg-type]  # the table only holds the four states
-        progress=job.progress,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        error=JobError(**job.error) if job.error else None,
-        training_results=job.training_results,
-    )
+    return JobResponse.of(job, training_results=job.training_results)
 
 
 def accepted(request: Request, job: JobRecord) -> JSONResponse:

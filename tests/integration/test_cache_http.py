@@ -17,28 +17,12 @@ from lrnstak.local.template import Template, local_physical_name
 from lrnstak.storage import cache_table
 
 from support.stack import RunningStack
+from support.values import JSON_VALUES
 
 RESOURCE_PREFIX = "lrnstak"  # the local stack's default (LRNSTAK_RESOURCE_PREFIX)
 ELEMENTS = 1000
 CLIENTS = 32
 ONE_MB = 1024 * 1024
-
-JSON_VALUES: list[Any] = [
-    0,
-    False,
-    "",
-    [],
-    {},
-    None,
-    True,
-    -7,
-    10**30,
-    1.5,
-    1.0,
-    "é ☃ 𝄞 \u0000",
-    [1, "a", None, False, 0, "", [], {}],
-    {"a": {"b": [None, {"c": ""}]}},
-]
 
 
 @pytest.fixture(scope="module")

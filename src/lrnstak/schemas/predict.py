@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from lrnstak.errors import InvalidInput
-from lrnstak.schemas.jobs import JobError, JobStatus
+from lrnstak.schemas.jobs import JobStateResponse
 
 
 class PredictModelRequest(BaseModel):
@@ -75,16 +75,5 @@ class PredictionOutput(BaseModel):
     url_expires_at: str = Field(description="When the url stops working; GET the job again for a fresh one.")
 
 
-class PredictionJobResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    job_id: str
-    model: str
-    version: str | None
-    status: JobStatus
-    progress: float
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    error: JobError | None = None
+class PredictionJobResponse(JobStateResponse):
     output: PredictionOutput | None = None

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from lrnstak.schemas.jobs import JobError, JobStatus
+from lrnstak.schemas.jobs import JobStateResponse
 
 
 class SplitOptions(BaseModel):
@@ -55,18 +55,7 @@ class TrainModelResponse(BaseModel):
     training_results: dict[str, Any]
 
 
-class JobResponse(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    job_id: str
-    model: str
-    version: str | None
-    status: JobStatus
-    progress: float
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    error: JobError | None = None
+class JobResponse(JobStateResponse):
     training_results: dict[str, Any] | None = None
 
 

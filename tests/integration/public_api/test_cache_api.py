@@ -4,28 +4,13 @@ import json
 import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import httpx
 import pytest
 
 from .helpers import Cleanup, assert_error, ok
+from support.values import JSON_VALUES
 
-JSON_VALUES: list[Any] = [
-    0,
-    False,
-    "",
-    [],
-    {},
-    None,
-    True,
-    -7,
-    10**20,
-    1.5,
-    "é ☃ 𝄞",
-    [1, "a", None, False, [], {}],
-    {"nested": {"list": [None, {"empty": ""}]}},
-]
 S3_SIZED = 400_000  # values over 350,000 bytes are kept in S3, not in the DynamoDB item
 
 
