@@ -708,3 +708,26 @@ def test_rejected_overwrite_keeps_the_old_version(aws: AwsClients, tmp_path: Pat
     assert_error(call("POST", "/models/m", upload_body(pickle.dumps({"a": 1}), version="v1")), 422)
     assert not sentinel.exists()
     assert_v1_intact(aws, saved_v1)
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deeply_nested_json_is_a_client_error_on_every_function(aws: AwsClients, depth: int) -> None:
+    body = b'{"data": ' + b"[" * depth + b"]" * depth + b"}"
+    for function, path in (
+        ("RegistryFunction", "/models/deep"),
+        ("TrainerFunction", "/train/deep"),
+        ("PredictFunction", "/predict/model/deep"),
+        ("CacheFunction", "/cache/deep"),
+    ):
+        method = "PUT" if function == "CacheFunction" else "POST"
+        response = invoke(function, rest_v1_event(method, path, body=body))
+        assert 400 <= response.status < 500, (function, depth, response.status, response.raw_body[:300])
+        assert set(response.json()) == {"error", "request_id"}
+    assert_nothing_written(aws)
+
+
+def test_huge_numbers_are_client_errors_not_crashes(aws: AwsClients) -> None:
+    for body in (b'{"model": 1' + b"0" * 5000 + b"}", b'{"model": 1e999999}', b'{"model": -1e400}'):
+        response = call("POST", "/models/huge", body)
+        assert 400 <= response.status < 500, (body[:40], response.status, response.raw_body[:300])
+    assert_nothing_written(aws)
