@@ -2,7 +2,8 @@
 those that only read, a prediction included, do not."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import httpx
 import pytest
@@ -11,6 +12,16 @@ from conftest import reset_cached_wiring
 from lrnstak.local.gateway import LocalGateway
 from lrnstak.local.template import Template
 from lrnstak.storage.clients import AwsClients
+
+
+def run_to_completion[T](coroutine: Coroutine[Any, Any, T]) -> T:
+    """On a loop of its own. Not asyncio.run: it leaves the main thread without a current event loop,
+    and Mangum (the Lambda handlers later tests call) asks for one."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize(
@@ -38,7 +49,7 @@ def test_only_requests_that_change_state_are_guarded(aws: AwsClients, method: st
             response = await client.request(method, path, json={"data": []} if method != "GET" else None)
         return response.status_code
 
-    status = asyncio.run(call())
+    status = run_to_completion(call())
     assert status < 500
     assert seen == ([path] if guarded else [])
 
@@ -50,7 +61,7 @@ def gateway_call(method: str, path: str, headers: dict[str, str], api_key: str =
         async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
             return await client.request(method, path, headers=headers)
 
-    return asyncio.run(call())
+    return run_to_completion(call())
 
 
 def test_with_a_key_configured_only_requests_carrying_it_are_served(aws: AwsClients) -> None:
