@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +23,7 @@ from lrnstak.local.template import Template
 from lrnstak.storage import cache_table
 from lrnstak.storage.clients import AwsClients
 
-from support.events import http_v2_event, rest_v1_event
-from support.functions import LambdaResponse, invoke
+from support.functions import LambdaResponse, invoke_traced
 
 FUNCTION = "CacheFunction"
 ONE_MB = 1024 * 1024
@@ -58,25 +56,9 @@ JSON_VALUES: dict[str, Any] = {
 # helpers ---------------------------------------------------------------------------------------------------
 
 
-def call(
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    headers: dict[str, str] | None = None,
-    query: dict[str, str] | None = None,
-    shape: str = "v1",
-    stage: str | None = None,
-) -> LambdaResponse:
-    """Invokes the handler with a fresh request id; checks it comes back, and the one error shape."""
-    if shape == "v1":
-        event = rest_v1_event(method, path, body, headers, query, stage=stage or "prod")
-    else:
-        event = http_v2_event(method, path, body, headers, query, stage=stage or "$default")
-    request_id = f"req-{uuid.uuid4()}"
-    event["requestContext"]["requestId"] = request_id
-    response = invoke(FUNCTION, event)
-    assert response.headers.get("x-request-id") == request_id, response.headers
+def call(method: str, path: str, body: Any = None, **options: Any) -> LambdaResponse:
+    """The handler invoked with a fresh request id (support.functions.invoke_traced); errors in the one shape."""
+    response, request_id = invoke_traced(FUNCTION, method, path, body, **options)
     if response.status >= 400:
         payload = response.json()
         assert set(payload) == {"error", "request_id"}, payload

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -24,7 +23,7 @@ from conftest import reset_cached_wiring
 from lrnstak.storage.clients import AwsClients
 
 from support.events import http_v2_event, rest_v1_event
-from support.functions import LambdaResponse, invoke
+from support.functions import LambdaResponse, invoke, invoke_traced
 from support.models import joblib_bytes, linear_regression, logistic_regression, model_b64
 
 FUNCTION = "RegistryFunction"
@@ -35,25 +34,9 @@ PROBE = np.array([[0.1, 0.2, 0.3], [1.0, -1.0, 2.0], [-3.0, 0.5, 0.0]])
 # helpers ---------------------------------------------------------------------------------------------------
 
 
-def call(
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    headers: dict[str, str] | None = None,
-    query: dict[str, str] | None = None,
-    shape: str = "v1",
-    stage: str | None = None,
-) -> LambdaResponse:
-    """Invokes the handler with a fresh API Gateway request id and checks it comes back in x-request-id."""
-    if shape == "v1":
-        event = rest_v1_event(method, path, body, headers, query, stage=stage or "prod")
-    else:
-        event = http_v2_event(method, path, body, headers, query, stage=stage or "$default")
-    request_id = f"req-{uuid.uuid4()}"
-    event["requestContext"]["requestId"] = request_id
-    response = invoke(FUNCTION, event)
-    assert response.headers.get("x-request-id") == request_id, response.headers
+def call(method: str, path: str, body: Any = None, **options: Any) -> LambdaResponse:
+    """The handler invoked with a fresh request id (support.functions.invoke_traced); errors in the one shape."""
+    response, request_id = invoke_traced(FUNCTION, method, path, body, **options)
     if response.status >= 400:
         assert_error_shape(response, request_id)
     return response

@@ -2,6 +2,7 @@
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -50,3 +51,29 @@ def invoke(logical_id: str, event: dict[str, Any]) -> LambdaResponse:
     for key, values in (result.get("multiValueHeaders") or {}).items():
         headers[key.lower()] = ", ".join(values)
     return LambdaResponse(result["statusCode"], headers, raw)
+
+
+def invoke_traced(
+    logical_id: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+    shape: str = "v1",
+    stage: str | None = None,
+) -> tuple[LambdaResponse, str]:
+    """Invokes with a fresh API Gateway request id (REST v1 or HTTP v2 event) and checks that it comes back
+    in x-request-id; the answer and that id."""
+    from support.events import http_v2_event, rest_v1_event
+
+    if shape == "v1":
+        event = rest_v1_event(method, path, body, headers, query, stage=stage or "prod")
+    else:
+        event = http_v2_event(method, path, body, headers, query, stage=stage or "$default")
+    request_id = f"req-{uuid.uuid4()}"
+    event["requestContext"]["requestId"] = request_id
+    response = invoke(logical_id, event)
+    assert response.headers.get("x-request-id") == request_id, response.headers
+    return response, request_id
