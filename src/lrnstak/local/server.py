@@ -4,6 +4,7 @@ Runs in the foreground; Ctrl-C or SIGTERM stops the HTTP server, saves the state
 """
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -61,6 +62,7 @@ class EmbeddedAws:
     """
 
     def __init__(self, host: str, port: int = 0) -> None:
+        from moto.core.model_instances import reset_model_data
         from moto.moto_server.werkzeug_app import (
             DomainDispatcherApplication,
             MotoRequestHandler,
@@ -73,7 +75,14 @@ class EmbeddedAws:
 
         def one_at_a_time(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
             with lock:
-                return list(moto_app(environ, start_response))
+                try:
+                    return list(moto_app(environ, start_response))
+                finally:
+                    # moto keeps every model instance it ever made (each item, each copy of one a scan or a
+                    # condition made, each object key) in a list per class, for its dashboard. Nothing here
+                    # reads them and they grew the stack by ~65 KiB a write (benchmarks/soak.py), so they are
+                    # dropped after each request (8 us); moto's stores keep what they hold.
+                    reset_model_data()
 
         self._server = make_server(host, port, one_at_a_time, threaded=True, request_handler=MotoRequestHandler)
         self.host = host
@@ -218,6 +227,9 @@ def _announce_when_ready(server: uvicorn.Server, url: str, started_at: float, st
         if server.should_exit:
             return
         time.sleep(0.02)
+    # __main__ turned the cyclic GC off for the start; what the start built stays, so it is frozen out of its way.
+    gc.freeze()
+    gc.enable()
     restored = stack.restored
     print(
         f"lrnstak is ready on {url} ({time.monotonic() - started_at:.1f}s; "
