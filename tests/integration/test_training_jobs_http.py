@@ -194,9 +194,10 @@ def test_a_sync_request_past_the_budget_answers_202_and_registers_exactly_one_ve
     response = http.post("/train/over-budget", json=gradient_boosting(4000))
     answered = time.monotonic() - started
     job_id = accepted(response)
-    assert BUDGET_SECONDS <= answered < BUDGET_SECONDS + 4, answered  # not the whole training
+    # Not the whole training: the bound leaves room for a loaded machine, the job still has its work after.
+    assert BUDGET_SECONDS <= answered < BUDGET_SECONDS + 30, answered
 
-    done = poll(http, job_id, {"succeeded", "failed"}, timeout=40)[-1]
+    done = poll(http, job_id, {"succeeded", "failed"}, timeout=240)[-1]
     assert done["status"] == "succeeded", done
     assert done["version"] == "v1"
     # The abandoned attempt trains as long as the job did, from the request on; give it that and more.
