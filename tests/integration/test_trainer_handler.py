@@ -155,7 +155,10 @@ def test_default_candidates_are_the_old_stacks_four_and_the_best_is_kept(aws: Aw
     assert response.json()["algorithm"] == best == results["algorithm"]
     info = invoke("RegistryFunction", rest_v1_event("GET", "/models/candidates/v1/info")).json()
     assert info["algorithm"] == best
+    # The explanation and the hold-out comparison come out of the scores, as fields of their own.
+    explained = {key: results.pop(key) for key in ("explanation", "holdout")}
     assert info["training_scores"] == results
+    assert {key: info[key] for key in explained} == explained
     assert info["metrics"]["mse"] == results["results"][best]
 
 

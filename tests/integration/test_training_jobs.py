@@ -184,7 +184,9 @@ def test_an_async_request_is_a_job_the_worker_runs_to_a_registered_version(
     assert done["training_results"]["metadata"]["rows"] == len(ROWS)
     assert versions("async-model") == ["v1"]
     info = invoke("RegistryFunction", rest_v1_event("GET", "/models/async-model/v1/info")).json()
+    explained = {key: done["training_results"].pop(key) for key in ("explanation", "holdout")}
     assert info["training_scores"] == done["training_results"]
+    assert {key: info[key] for key in explained} == explained
 
 
 def test_jobs_are_listed_newest_first_per_model_and_overall(aws: AwsClients) -> None:

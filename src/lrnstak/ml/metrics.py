@@ -27,8 +27,10 @@ def regression_scores(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str,
     }
 
 
-def classification_scores(pipeline: Any, rows: Any, y_true: npt.NDArray[Any]) -> dict[str, float | None]:
-    y_pred = pipeline.predict(rows)
+def classification_scores(
+    pipeline: Any, rows: Any, y_true: npt.NDArray[Any], y_pred: npt.NDArray[Any]
+) -> dict[str, float | None]:
+    """`y_pred`: the pipeline's predictions of `rows`, made once by the caller (they are kept for the page)."""
     scores: dict[str, float | None] = {
         "accuracy": _finite(sk_metrics.accuracy_score(y_true, y_pred)),
         "precision": _finite(sk_metrics.precision_score(y_true, y_pred, average="macro", zero_division=0)),
@@ -36,12 +38,16 @@ def classification_scores(pipeline: Any, rows: Any, y_true: npt.NDArray[Any]) ->
         "f1": _finite(sk_metrics.f1_score(y_true, y_pred, average="macro", zero_division=0)),
     }
     classes = list(pipeline.classes_)
+    seen = set(y_true.tolist())
     probabilities = pipeline.predict_proba(rows) if hasattr(pipeline, "predict_proba") else None
-    if len(classes) == 2 and len(set(y_true.tolist())) == 2:
+    if len(classes) == 2 and seen == set(classes):
         ranking = probabilities[:, 1] if probabilities is not None else pipeline.decision_function(rows)
         scores["roc_auc"] = _finite(sk_metrics.roc_auc_score(y_true == classes[1], ranking))
     if probabilities is not None:
-        scores["log_loss"] = _finite(sk_metrics.log_loss(y_true, probabilities, labels=classes))
+        # A class the model never saw in training has probability 0: its log loss is infinite, reported as null.
+        scores["log_loss"] = (
+            _finite(sk_metrics.log_loss(y_true, probabilities, labels=classes)) if seen <= set(classes) else None
+        )
     return scores
 
 

@@ -23,6 +23,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from lrnstak.errors import InvalidInput
 from lrnstak.ml.catalog import CATALOG, CLASSIFICATION, REGRESSION, TASKS, build_estimator, resolve_candidates
+from lrnstak.ml.explaining import bounded, explain, holdout_comparison
 from lrnstak.ml.frame import CATEGORICAL, NUMERIC, AsFloat, RowsToMatrix, as_number, infer_kind, is_missing
 from lrnstak.ml.metrics import PRIMARY_METRIC, classification_scores, ranking_key, regression_scores
 from lrnstak.ml.rules import FeatureRules
@@ -193,10 +194,12 @@ def build_pipeline(columns: _Columns, estimator: BaseEstimator, scale: bool, rul
     return Pipeline(steps)
 
 
-def score(pipeline: Pipeline, task: str, rows: Rows, y: npt.NDArray[Any]) -> dict[str, float | None]:
+def score(
+    pipeline: Pipeline, task: str, rows: Rows, y: npt.NDArray[Any], y_pred: npt.NDArray[Any]
+) -> dict[str, float | None]:
     if task == REGRESSION:
-        return regression_scores(y, pipeline.predict(rows))
-    return classification_scores(pipeline, rows, y)
+        return regression_scores(y, y_pred)
+    return classification_scores(pipeline, rows, y, y_pred)
 
 
 def fit_candidate(name: str, pipeline: Pipeline, rows: Rows, y: npt.NDArray[Any]) -> Pipeline:
@@ -207,6 +210,20 @@ def fit_candidate(name: str, pipeline: Pipeline, rows: Rows, y: npt.NDArray[Any]
     except (ValueError, TypeError) as error:
         # scikit-learn's own message: bad hyperparameter values, too few rows or classes for the estimator...
         raise InvalidInput(f"Training {name} failed: {error}", {"algorithm": name}) from error
+
+
+def score_candidate(
+    name: str, pipeline: Pipeline, task: str, rows: Rows, y: npt.NDArray[Any]
+) -> tuple[dict[str, float | None], npt.NDArray[Any]]:
+    """The candidate's scores on these rows, and its predictions of them."""
+    try:
+        y_pred = np.asarray(pipeline.predict(rows))
+        return score(pipeline, task, rows, y, y_pred), y_pred
+    except InvalidInput:
+        raise
+    except (ValueError, TypeError) as error:
+        # A fit that scikit-learn accepted can still refuse to predict: knn's n_neighbors above the rows it kept.
+        raise InvalidInput(f"Scoring {name} on its hold-out failed: {error}", {"algorithm": name}) from error
 
 
 def split(spec: TrainingSpec, y: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -281,13 +298,16 @@ def train(spec: TrainingSpec, on_progress: Callable[[float], None] | None = None
 
     scores: list[dict[str, Any]] = []
     fitted: dict[str, Pipeline] = {}
+    hold_out_predictions: dict[str, npt.NDArray[Any]] = {}
     for name in candidates:
         estimator = build_estimator(name, task, spec.hyper.get(name, {}), spec.random_state)
         pipeline = build_pipeline(columns, estimator, CATALOG[name].needs_scaling, spec.rules)
         fitted[name] = fit_candidate(name, pipeline, train_rows, y[train_at])
-        scores.append({"iteration": HOLD_OUT, "algorithm": name, **score(fitted[name], task, test_rows, y[test_at])})
+        hold_out_scores, hold_out_predictions[name] = score_candidate(name, fitted[name], task, test_rows, y[test_at])
+        scores.append({"iteration": HOLD_OUT, "algorithm": name, **hold_out_scores})
         for iteration, (extra_rows, extra_y) in extra_sets.items():
-            scores.append({"iteration": iteration, "algorithm": name, **score(fitted[name], task, extra_rows, extra_y)})
+            extra_scores, _ = score_candidate(name, fitted[name], task, extra_rows, extra_y)
+            scores.append({"iteration": iteration, "algorithm": name, **extra_scores})
         if on_progress is not None:
             on_progress((candidates.index(name) + 1) / len(candidates))
 
@@ -314,7 +334,18 @@ def train(spec: TrainingSpec, on_progress: Callable[[float], None] | None = None
     }
     if spec.cv:
         results["cv"] = {name: cross_validation(spec, fitted[name], task, y) for name in candidates}
+    results |= _explanations(fitted[best], task, y[test_at], hold_out_predictions[best])
     return TrainedModel(fitted[best], best, task, results, _feature_schema(spec, task, columns, fitted[best]))
+
+
+def _explanations(pipeline: Pipeline, task: str, y_test: npt.NDArray[Any], y_pred: npt.NDArray[Any]) -> dict[str, Any]:
+    """The kept model's feature weights and its predictions against the hold-out (for the registry page)."""
+    classes = pipeline.classes_ if task == CLASSIFICATION else ()
+    explained = {
+        "explanation": bounded(explain(pipeline)),
+        "holdout": bounded(holdout_comparison(task, y_test, y_pred, classes)),
+    }
+    return {key: value for key, value in explained.items() if value is not None}
 
 
 def _extra_sets(spec: TrainingSpec, task: str) -> dict[int, tuple[Rows, npt.NDArray[Any]]]:

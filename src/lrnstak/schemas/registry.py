@@ -111,15 +111,27 @@ class ModelInfoResponse(BaseModel):
     sklearn_version: str
     metadata: dict[str, Any]
     feature_schema: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = Field(
+        default=None,
+        description="Trained models whose estimator has them: feature importances or coefficients by feature "
+        '(`{"kind": "importances"|"coefficients", "features", "values", "classes"?}`), the 50 largest.',
+    )
+    holdout: dict[str, Any] | None = Field(
+        default=None,
+        description="Trained models: predicted against actual on the hold-out rows; regression "
+        '`{"kind": "regression", "pairs": [{"actual", "predicted"}]}` (at most 500), classification '
+        '`{"kind": "classification", "labels", "matrix"}` (matrix[actual][predicted] counts).',
+    )
 
     @classmethod
     def from_record(cls, record: VersionRecord) -> "ModelInfoResponse":
+        scores, explained = split_explanations(record.training_results)
         return cls(
             model=record.model,
             version=record.version,
             algorithm=record.algorithm,
             parameters=record.parameters,
-            training_scores=record.training_results,
+            training_scores=scores,
             metrics=record.metrics,
             created_at=record.created_at,
             updated_at=record.updated_at,
@@ -128,7 +140,25 @@ class ModelInfoResponse(BaseModel):
             sklearn_version=record.sklearn_version,
             metadata=record.parameters.get("metadata") or {},
             feature_schema=record.feature_schema,
+            **explained,
         )
+
+
+# What the trainer adds to a version's results (lrnstak.ml.explaining), by the kinds it writes.
+EXPLANATION_KINDS = {"explanation": ("importances", "coefficients"), "holdout": ("regression", "classification")}
+
+
+def split_explanations(results: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """The results without the trainer's explanation and hold-out comparison, and those two apart. An uploaded
+    version's results are the client's own: keys of the same names but another shape stay where they are."""
+    if results is None:
+        return None, {}
+    explained = {
+        key: value
+        for key, kinds in EXPLANATION_KINDS.items()
+        if isinstance(value := results.get(key), dict) and value.get("kind") in kinds
+    }
+    return {key: value for key, value in results.items() if key not in explained}, explained
 
 
 class TrainingDataResponse(BaseModel):
