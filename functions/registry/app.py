@@ -5,11 +5,13 @@ import binascii
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from mangum import Mangum
 
 from lrnstak.errors import InvalidInput
 from lrnstak.http import create_app, wrap_handler
 from lrnstak.naming import check_model_name
+from lrnstak.registry.page import registry_page
 from lrnstak.registry.service import NewVersion, RegistryService, get_registry_service
 from lrnstak.schemas.errors import BODY_ERRORS, error_responses
 from lrnstak.schemas.registry import (
@@ -51,6 +53,20 @@ def decode_model_bytes(text: str) -> bytes:
         return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise InvalidInput("`model` is not valid base64: send the joblib file base64-encoded.") from None
+
+
+@router.get(
+    "/",
+    response_class=HTMLResponse,
+    operation_id="get_page",
+    summary="The registry page: models, versions, metrics and explanations, for a browser",
+    description="Open without an API key (a browser cannot send one on navigation); the page asks for the key "
+    "when the API wants one and sends it as x-api-key on its own calls.",
+    responses={200: {"content": {"text/html": {}}, "description": "One self-contained HTML page."}},
+)
+def get_page() -> HTMLResponse:
+    page = registry_page()
+    return HTMLResponse(page.html, headers=page.headers)
 
 
 @router.get(

@@ -3,6 +3,9 @@ it (AWS::LanguageExtensions first, with SAM CLI's implementation of it, then the
 
 Checks who gets in (API keys with a usage plan by default, IAM as a parameter), CORS, the gateway's own
 error answers in the one error shape, and SnapStart.
+
+One route is open in every mode: GET /, the registry page (a browser's navigation carries no key and no
+signature; the page holds no data and asks for the key its own API calls need).
 """
 
 import copy
@@ -18,6 +21,7 @@ from samtranslator.yaml_helper import yaml_parse
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 HTTP_METHODS = {"get", "post", "put", "delete", "patch"}
+OPEN_ROUTES = {("/", "get")}
 
 
 class _NoManagedPolicies:
@@ -63,7 +67,9 @@ def test_by_default_every_route_needs_an_api_key_of_a_throttled_usage_plan(monke
     routes = [(path, method, spec) for path, method, spec in operations(body) if method in HTTP_METHODS]
     assert len(routes) >= 25
     for path, method, spec in routes:
-        assert spec.get("security") == [{"api_key": []}], (path, method)
+        expected = [] if (path, method) in OPEN_ROUTES else [{"api_key": []}]
+        assert spec.get("security") == expected, (path, method)
+    assert {(path, method) for path, method, _ in routes} >= OPEN_ROUTES
     assert not [op for op in operations(body) if op[1] == "options"]  # no CORS unless asked
     types = resource_types(output)
     for needed in ("AWS::ApiGateway::UsagePlan", "AWS::ApiGateway::ApiKey", "AWS::ApiGateway::UsagePlanKey"):
@@ -76,8 +82,11 @@ def test_by_default_every_route_needs_an_api_key_of_a_throttled_usage_plan(monke
 
 def test_iam_mode_signs_every_route_and_creates_no_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     output = deployed(monkeypatch, AuthMode="IAM")
-    for path, method, spec in operations(rest_api(output)):
-        assert spec.get("security") == [{"AWS_IAM": []}], (path, method)
+    routes = operations(rest_api(output))
+    for path, method, spec in routes:
+        expected = [{"NONE": []}] if (path, method) in OPEN_ROUTES else [{"AWS_IAM": []}]
+        assert spec.get("security") == expected, (path, method)
+    assert {(path, method) for path, method, _ in routes} >= OPEN_ROUTES
     assert "AWS::ApiGateway::UsagePlan" not in resource_types(output)
     assert "AWS::ApiGateway::ApiKey" not in resource_types(output)
 

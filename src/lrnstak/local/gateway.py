@@ -1,5 +1,6 @@
 """An ASGI stand-in for API Gateway: the template's routes, each to its function's app, on one port; with
-LRNSTAK_API_KEY set, every request but a CORS preflight needs it in x-api-key, as the deployed API does."""
+LRNSTAK_API_KEY set, every request but a CORS preflight and the routes whose template event opens them (the
+registry page, GET /) needs it in x-api-key, as the deployed API does."""
 
 import hmac
 import importlib.util
@@ -94,10 +95,11 @@ class LocalGateway:
             # middleware answers it when CORS_ALLOWED_ORIGINS allows the origin).
             await self._apps[matches[0].route.function](scope, receive, send)
             return
-        if self._api_key and not hmac.compare_digest(_header(scope, b"x-api-key") or b"", self._api_key):
+        chosen = next((c for c in matches if c.route.method in (method, "ANY")), None)
+        key_required = chosen is None or chosen.route.api_key_required
+        if self._api_key and key_required and not self._has_key(scope):
             await _send_error(send, 403, "forbidden", "Send a valid API key in the x-api-key header.")
             return
-        chosen = next((c for c in matches if c.route.method in (method, "ANY")), None)
         if chosen is None:
             status, code = (405, "method_not_allowed") if matches else (404, "not_found")
             await _send_error(send, status, code, f"No route {method} {path}.")
@@ -114,6 +116,9 @@ class LocalGateway:
             # In Lambda, log_metrics flushes each invocation's metrics to CloudWatch; there is no
             # CloudWatch here, so they are dropped per request instead of piling up in this process.
             metrics.clear_metrics()
+
+    def _has_key(self, scope: Scope) -> bool:
+        return hmac.compare_digest(_header(scope, b"x-api-key") or b"", self._api_key)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
