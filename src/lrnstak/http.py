@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import unquote
 
+import orjson
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from fastapi import APIRouter, FastAPI, Request
@@ -48,6 +49,18 @@ def request_id_of(request: Request) -> str:
 def error_response(request: Request, status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     headers = {"Retry-After": "1"} if status == 503 else None
     return JSONResponse(error_body(code, message, details, request_id_of(request)), status_code=status, headers=headers)
+
+
+class FastJSONResponse(JSONResponse):
+    """A JSON answer encoded by orjson: several times faster than json.dumps on large answers (a prediction
+    that echoes 1000 rows). What orjson refuses (an integer beyond 64 bits, which a client may send and get
+    echoed) is encoded by json.dumps, as every other answer is."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return orjson.dumps(content)
+        except orjson.JSONEncodeError:
+            return super().render(content)
 
 
 class RequestIdMiddleware:
@@ -161,7 +174,8 @@ def _reject_constant(name: str) -> None:
 
 def _has_non_finite_number(body: bytes) -> bool:
     """Python's json accepts NaN and Infinity; JSON does not. Only bodies that contain the words are parsed."""
-    if b"NaN" not in body and b"Infinity" not in body:
+    # A single byte is found by memchr, a word by a slower search: most bodies hold neither capital letter.
+    if not ((b"N" in body and b"NaN" in body) or (b"I" in body and b"Infinity" in body)):
         return False
     try:
         json.loads(body, parse_constant=_reject_constant)

@@ -71,11 +71,23 @@ class ColumnProblem:
     message: str
 
 
+_PLAIN_NUMBERS = (int, float)  # exactly: bool, a subclass of int, reads as a number only through as_number
+
+
+def _all_finite(numbers: list[Any]) -> bool:
+    try:
+        return bool(np.isfinite(np.asarray(numbers, dtype=np.float64)).all())
+    except OverflowError:  # an int past float64's range: as_number's path says what is wrong with it
+        return False
+
+
 def infer_kind(column: str, values: Iterable[Any]) -> str:
     """numeric when every present value is (or reads as) a number; categorical when all are text."""
     present = [value for value in values if not is_missing(value)]
     if not present:
         raise InvalidInput(f"Column {column!r} has no values: drop it from feature_labels.", {"column": column})
+    if all(type(value) in _PLAIN_NUMBERS for value in present) and _all_finite(present):
+        return NUMERIC  # the common case, decided in one numpy call instead of as_number on every cell
     if any(isinstance(value, list | dict) for value in present):
         raise InvalidInput(
             f"Column {column!r} holds arrays or objects: add a flatten, expand or classify rule for it, "

@@ -9,6 +9,7 @@ Everything that depends only on the model is worked out once, in `prepare_model`
 """
 
 import math
+import operator
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,7 +19,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lrnstak.errors import InvalidInput
-from lrnstak.ml.frame import CATEGORICAL, NUMERIC, as_number, is_missing, not_a_number, shown
+from lrnstak.ml.frame import CATEGORICAL, NUMERIC, RowsToMatrix, as_number, is_missing, not_a_number, shown
+from lrnstak.ml.rules import FeatureRules
 
 Row = dict[str, Any]
 # How many row numbers an error names per column; the count says how many there were in all.
@@ -62,6 +64,9 @@ class ServedModel:
     inputs: RowInputs | MatrixInputs
     # Keys of the `probabilities` object, one per column of predict_proba; None without predict_proba.
     probability_keys: tuple[str, ...] | None
+    # True when each row's answer is the same, bit for bit, whatever rows it is predicted with (see
+    # predicts_row_by_row): only then may several requests' rows be predicted in one call.
+    row_by_row: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,83 @@ def prepare_model(estimator: Any, feature_schema: dict[str, Any] | None, paramet
             rule_inputs=tuple(feature_schema.get("rule_inputs", [])),
         )
     else:
-        inputs = MatrixInputs(_matrix_columns(estimator, parameters), _n_features(estimator))
-    return ServedModel(estimator, inputs, _probability_keys(estimator))
+        inputs = _trained_pipeline_inputs(estimator) or MatrixInputs(
+            _matrix_columns(estimator, parameters), _n_features(estimator)
+        )
+    return ServedModel(estimator, inputs, _probability_keys(estimator), predicts_row_by_row(estimator))
+
+
+def _trained_pipeline_inputs(estimator: Any) -> RowInputs | None:
+    """The rows a pipeline lrnstak trained reads, when it comes back as an upload (the file GET
+    /models/{name}/{version} gave, sent to POST /models/{name}): its RowsToMatrix step names the columns and
+    their kinds, its FeatureRules step the columns the rules read. Such a pipeline takes rows, not a matrix."""
+    if not _is(estimator, "Pipeline") or not estimator.steps:
+        return None
+    steps = [step for _, step in estimator.steps]
+    rules = steps.pop(0) if isinstance(steps[0], FeatureRules) else None
+    if not steps or not isinstance(steps[0], RowsToMatrix):
+        return None
+    rows_step = steps[0]
+    derived = set(getattr(rules, "derived_columns_", ()))
+    return RowInputs(
+        numeric=tuple(column for column in rows_step.numeric_columns if column not in derived),
+        categorical=tuple(column for column in rows_step.categorical_columns if column not in derived),
+        rule_inputs=tuple(getattr(rules, "consumed_columns_", ())),
+    )
+
+
+# Models whose answer for a row does not depend on the other rows of the call, to the last bit: each row walks
+# its own trees, and the trees' outputs are summed in a fixed order. Steps before them work cell by cell
+# (lrnstak's row steps, imputers, scalers, encoders). A matrix product (linear models, kernels, distances) can
+# round a row differently with the batch's size and the row's place in it: those are never predicted together
+# with other requests' rows. Names, not classes: the model's own modules are imported by then, sklearn.ensemble
+# need not be imported for anyone else.
+_ROW_BY_ROW_MODELS = frozenset(
+    f"{kind}{task}"
+    for kind in ("DecisionTree", "ExtraTree", "RandomForest", "ExtraTrees", "GradientBoosting", "HistGradientBoosting")
+    for task in ("Classifier", "Regressor")
+)
+_CELL_BY_CELL_STEPS = frozenset(
+    {
+        "RowsToMatrix",
+        "AsFloat",
+        "FeatureRules",
+        "SimpleImputer",
+        "StandardScaler",
+        "MinMaxScaler",
+        "MaxAbsScaler",
+        "OneHotEncoder",
+        "OrdinalEncoder",
+    }
+)
+_PASSED_STEPS = ("passthrough", "drop", None)
+
+
+def _known(estimator: Any, names: frozenset[str]) -> bool:
+    kind = type(estimator)
+    return kind.__module__.split(".", 1)[0] in ("sklearn", "lrnstak") and kind.__name__ in names
+
+
+def _is(estimator: Any, name: str) -> bool:
+    kind = type(estimator)
+    return kind.__module__.startswith("sklearn.") and kind.__name__ == name
+
+
+def predicts_row_by_row(estimator: Any) -> bool:
+    if _is(estimator, "Pipeline"):
+        *steps, last = [step for _, step in estimator.steps]
+        return all(map(_works_cell_by_cell, steps)) and predicts_row_by_row(last)
+    return _known(estimator, _ROW_BY_ROW_MODELS)
+
+
+def _works_cell_by_cell(step: Any) -> bool:
+    if isinstance(step, str) or step is None:
+        return step in _PASSED_STEPS
+    if _is(step, "Pipeline"):
+        return all(_works_cell_by_cell(inner) for _, inner in step.steps)
+    if _is(step, "ColumnTransformer"):
+        return all(_works_cell_by_cell(inner) for _, inner, _ in getattr(step, "transformers_", [("", "?", [])]))
+    return _known(step, _CELL_BY_CELL_STEPS)
 
 
 def _matrix_columns(estimator: Any, parameters: dict[str, Any]) -> tuple[str, ...] | None:
@@ -122,14 +202,37 @@ def predict(model: ServedModel, rows: Sequence[Row], with_probabilities: bool, f
 
     `first_row` is the number of the first row in errors (a chunk of a larger dataset names its rows as the
     dataset numbers them)."""
+    check_options(model, with_probabilities)
+    features = model_input(model.inputs, rows, first_row)
+    if not rows:
+        return Predictions([], [] if with_probabilities else None)  # estimators refuse zero rows
+    return as_predictions(model, estimate(model, features, with_probabilities))
+
+
+def check_options(model: ServedModel, with_probabilities: bool) -> None:
     if with_probabilities and model.probability_keys is None:
         raise InvalidInput(
             "This model gives no class probabilities (it has no predict_proba): leave out `probabilities`.",
             {"field": "probabilities"},
         )
-    features = model_input(model.inputs, rows, first_row)
-    if not rows:
-        return Predictions([], [] if with_probabilities else None)  # estimators refuse zero rows
+
+
+ModelInput = list[Row] | npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Estimates:
+    """What the estimator returned for some rows, before conversion to JSON values."""
+
+    values: npt.NDArray[Any]
+    probabilities: npt.NDArray[Any] | None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+
+def estimate(model: ServedModel, features: ModelInput, with_probabilities: bool) -> Estimates:
+    """The estimator's predict (and predict_proba) on rows model_input prepared; at least one row."""
     try:
         values = model.estimator.predict(features)
         probabilities = model.estimator.predict_proba(features) if with_probabilities else None
@@ -138,21 +241,49 @@ def predict(model: ServedModel, rows: Sequence[Row], with_probabilities: bool, f
     except (ValueError, TypeError) as error:
         # scikit-learn's own words: NaN where the estimator takes none, a value it cannot use...
         raise InvalidInput(f"The model could not predict from these rows: {error}") from error
+    return Estimates(np.asarray(values), None if probabilities is None else np.asarray(probabilities))
+
+
+def join_inputs(inputs: Sequence[ModelInput]) -> ModelInput:
+    """The prepared rows of several requests for one model, as one input (to predict them in one call)."""
+    if all(isinstance(features, np.ndarray) for features in inputs):
+        return np.concatenate(inputs)  # type: ignore[arg-type]
+    return [row for features in inputs for row in features]
+
+
+def split_estimates(estimates: Estimates, sizes: Sequence[int]) -> list[Estimates]:
+    """The estimates of join_inputs(...) given back to each input, `sizes` being their row counts."""
+    parts = []
+    start = 0
+    for size in sizes:
+        end = start + size
+        probabilities = None if estimates.probabilities is None else estimates.probabilities[start:end]
+        parts.append(Estimates(estimates.values[start:end], probabilities))
+        start = end
+    return parts
+
+
+def as_predictions(model: ServedModel, estimates: Estimates) -> Predictions:
     return Predictions(
-        values=to_json(np.asarray(values).tolist()),
-        probabilities=_probability_objects(probabilities, model.probability_keys),
+        values=_json_values(estimates.values),
+        probabilities=_probability_objects(estimates.probabilities, model.probability_keys),
     )
+
+
+def _json_values(values: npt.NDArray[Any]) -> list[Any]:
+    # Integers, booleans and finite floats convert as they are; only other arrays need to_json's walk.
+    if values.dtype.kind in "biu" or (values.dtype.kind == "f" and bool(np.isfinite(values).all())):
+        return list(values.tolist())
+    return list(to_json(values.tolist()))
 
 
 def _probability_objects(probabilities: Any, keys: tuple[str, ...] | None) -> list[dict[str, Any]] | None:
     if probabilities is None or keys is None:
         return None
-    return [dict(zip(keys, row, strict=True)) for row in to_json(np.asarray(probabilities).tolist())]
+    return [dict(zip(keys, row, strict=True)) for row in _json_values(np.asarray(probabilities))]
 
 
-def model_input(
-    inputs: RowInputs | MatrixInputs, rows: Sequence[Row], first_row: int = 0
-) -> list[Row] | npt.NDArray[np.float64]:
+def model_input(inputs: RowInputs | MatrixInputs, rows: Sequence[Row], first_row: int = 0) -> ModelInput:
     """The rows as the model takes them: checked, with values coerced to the kind seen at training."""
     if isinstance(inputs, MatrixInputs) and inputs.columns is None:
         raise InvalidInput(
@@ -160,10 +291,17 @@ def model_input(
             "features, so the columns of the rows cannot be put in order: upload it again with feature_labels.",
             {"field": "parameters.feature_labels"},
         )
-    check_columns(rows, inputs.required, first_row)
     if isinstance(inputs, RowInputs):
+        check_columns(rows, inputs.required, first_row)
         return [_model_row(index, row, inputs) for index, row in enumerate(rows, first_row)]
-    return _matrix(rows, inputs, first_row)
+    try:
+        fast = _number_matrix(rows, inputs.required)
+    except KeyError:  # a row lacks a column: check_columns names them all
+        fast = None
+    if fast is None:
+        check_columns(rows, inputs.required, first_row)
+    _check_feature_count(inputs)
+    return fast if fast is not None else _matrix(rows, inputs, first_row)
 
 
 def check_columns(rows: Sequence[Row], required: Sequence[str], first_row: int = 0) -> None:
@@ -223,7 +361,7 @@ def _category(value: Any, index: int, column: str) -> Any:
     return value
 
 
-def _matrix(rows: Sequence[Row], inputs: MatrixInputs, first_row: int) -> npt.NDArray[np.float64]:
+def _check_feature_count(inputs: MatrixInputs) -> None:
     columns = inputs.columns or ()
     if inputs.n_features is not None and len(columns) != inputs.n_features:
         raise InvalidInput(
@@ -231,12 +369,38 @@ def _matrix(rows: Sequence[Row], inputs: MatrixInputs, first_row: int) -> npt.ND
             "upload it again with matching feature_labels.",
             {"feature_labels": list(columns)},
         )
+
+
+def _matrix(rows: Sequence[Row], inputs: MatrixInputs, first_row: int) -> npt.NDArray[np.float64]:
+    """Cell by cell, each coerced as _number does: for rows with text, booleans or numbers out of range."""
+    columns = inputs.columns or ()
     matrix = np.empty((len(rows), len(columns)), dtype=np.float64)
     for index, row in enumerate(rows):
         for position, column in enumerate(columns):
             number = _number(row[column], first_row + index, column)
             matrix[index, position] = math.nan if number is None else number
     return matrix
+
+
+def _number_matrix(rows: Sequence[Row], columns: Sequence[str]) -> npt.NDArray[np.float64] | None:
+    """The matrix in one numpy call when every cell is a JSON number or boolean, as they nearly always are.
+
+    numpy infers the type from the cells: floats, integers (within 64 bits) and booleans give a numeric array,
+    converted exactly as _number converts each cell. Anything else (text, null, arrays, an integer beyond 64
+    bits) gives an array of another kind, and infinity a value to refuse: None then, for the cell-by-cell
+    path and its errors. KeyError when a row lacks one of the columns."""
+    if not rows or not columns:
+        return None
+    pick = operator.itemgetter(*columns)
+    cells = [pick(row) for row in rows] if len(columns) > 1 else [(pick(row),) for row in rows]
+    try:
+        inferred = np.array(cells)
+    except (ValueError, OverflowError):  # arrays of different lengths in the cells, say
+        return None
+    if inferred.dtype.kind not in "biuf" or inferred.shape != (len(rows), len(columns)):
+        return None
+    matrix = inferred.astype(np.float64, copy=False)
+    return None if bool(np.isinf(matrix).any()) else matrix
 
 
 def to_json(value: Any) -> Any:

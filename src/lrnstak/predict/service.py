@@ -20,11 +20,22 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lrnstak.datasets import csv_cell
 from lrnstak.errors import InvalidInput
-from lrnstak.ml.predicting import ServedModel, prepare_model
-from lrnstak.ml.predicting import predict as predict_rows
+from lrnstak.ml.predicting import (
+    Estimates,
+    ModelInput,
+    ServedModel,
+    as_predictions,
+    check_options,
+    estimate,
+    join_inputs,
+    model_input,
+    prepare_model,
+    split_estimates,
+)
 from lrnstak.ml.safe_loading import load_model
 from lrnstak.naming import check_model_name, check_version_to_read
 from lrnstak.observability import metrics
+from lrnstak.predict.coalescing import Coalescer, Outcome
 from lrnstak.predict.model_cache import ModelCache
 from lrnstak.settings import get_settings
 from lrnstak.storage.artifacts import ArtifactStore
@@ -69,6 +80,7 @@ class RegistryModels:
 class PredictService:
     def __init__(self, models: ModelCache[ServedModel]) -> None:
         self._models = models
+        self._calls: Coalescer[tuple[ServedModel, bool, ModelInput], Estimates] = Coalescer()
 
     def predict(
         self, model: str, version: str, rows: Sequence[Any], *, include_input: bool, probabilities: bool
@@ -80,19 +92,50 @@ class PredictService:
         lookup = self._models.get(model, version)
         metrics.add_metric(name="ModelCacheHit" if lookup.hit else "ModelCacheMiss", unit=MetricUnit.Count, value=1)
         served = lookup.value
-        answers = predict_rows(served, checked, probabilities)
-        entries = [
-            {**row, PREDICTION: value} if include_input else {PREDICTION: value}
-            for row, value in zip(checked, answers.values, strict=True)
-        ]
-        if answers.probabilities is not None:
-            for entry, classes in zip(entries, answers.probabilities, strict=True):
-                entry[PROBABILITIES] = classes
+        check_options(served, probabilities)
+        features = model_input(served.inputs, checked)  # this request's own errors, before it joins any other
+        entries: list[dict[str, Any]] = []
+        if checked:  # estimators refuse zero rows
+            call = (served, probabilities, features)
+            if served.row_by_row:
+                # Requests for the same loaded model and options that arrive together: predicted in one call.
+                estimates = self._calls.run((id(served), probabilities), call, _estimate_each)
+            else:
+                estimates = estimate(served, features, probabilities)
+            answers = as_predictions(served, estimates)
+            if include_input:
+                entries = [{**row, PREDICTION: value} for row, value in zip(checked, answers.values, strict=True)]
+            else:
+                entries = [{PREDICTION: value} for value in answers.values]
+            if answers.probabilities is not None:
+                for entry, classes in zip(entries, answers.probabilities, strict=True):
+                    entry[PROBABILITIES] = classes
         metrics.add_metric(name="PredictionServed", unit=MetricUnit.Count, value=len(entries))
         metrics.add_metric(
             name="PredictionDuration", unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000
         )
         return Prediction(model, lookup.record.version, entries, served.probability_keys if probabilities else None)
+
+
+def _estimate_each(calls: Sequence[tuple[ServedModel, bool, ModelInput]]) -> list[Outcome[Estimates]]:
+    """One estimator call for the inputs of several requests (one model, same options); if the estimator
+    refuses the lot, each input alone, so that only the request whose rows it refuses gets the error."""
+    served, probabilities, _ = calls[0]
+    if len(calls) > 1:
+        inputs = [features for _, _, features in calls]
+        try:
+            together = estimate(served, join_inputs(inputs), probabilities)
+        except InvalidInput:
+            pass
+        else:
+            return list(split_estimates(together, [len(features) for features in inputs]))
+    outcomes: list[Outcome[Estimates]] = []
+    for _, _, features in calls:
+        try:
+            outcomes.append(estimate(served, features, probabilities))
+        except InvalidInput as error:
+            outcomes.append(error)
+    return outcomes
 
 
 def check_rows(rows: Sequence[Any]) -> list[dict[str, Any]]:

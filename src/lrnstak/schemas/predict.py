@@ -34,7 +34,18 @@ class PredictModelRequest(BaseModel):
         return data
 
 
+# A row of scalars (what nearly every row is) is checked in one set operation, in C.
+_INFINITIES = frozenset({math.inf, -math.inf})
+
+
 def _holds_infinity(value: Any) -> bool:
+    if isinstance(value, dict | list):
+        items = value.values() if isinstance(value, dict) else value
+        try:
+            if _INFINITIES.isdisjoint(items):
+                return False
+        except TypeError:  # an array or object inside (unhashable): walk it
+            pass
     if isinstance(value, float):
         return math.isinf(value)
     if isinstance(value, list):
