@@ -13,7 +13,7 @@ LAMBDA_RUNTIME_DIR := build/lambda-runtime
 # sam build's output; `make build size BUILD_DIR=/tmp/x` builds and measures elsewhere.
 BUILD_DIR ?= .aws-sam/build
 
-.PHONY: help venv run test test-integration deploy bench soak lint lint-template typecheck validate lint-compose build size unit events clean
+.PHONY: openapi help venv run test test-integration deploy bench soak lint lint-template typecheck validate lint-compose build size unit events clean
 
 help:
 	@echo "make run           start the whole stack on http://127.0.0.1:$(PORT) (LRNSTAK_RESET=1 starts empty)"
@@ -22,12 +22,14 @@ help:
 	@echo "make build         sam build (no container) into .aws-sam/build: no tests or caches, bytecode precompiled"
 	@echo "make size          each built function's unzipped size with its layers; fails above 230 MB (Lambda: 250)"
 	@echo "make deploy        sam build + sam deploy with samconfig.toml's environment ENV (default: default)"
-	@echo "make bench         predict benchmarks: warm latency and cold start, printed (benchmarks/README.md)"
+	@echo "make bench         lrnstak against MLflow's scoring server and scikit-learn's floor: one table (benchmarks/README.md)"
 	@echo "make soak          3 minutes of mixed traffic on the local stack: 5xx count, memory before and after"
 	@echo "make validate      cfn-lint and sam validate --lint on template.yaml"
 	@echo "make lint-template checkov on template.yaml (reviewed skips with reasons in .checkov.yaml)"
 	@echo "make lint-compose  docker-compose.yml against the compose schema, shellcheck of the scripts"
 	@echo "make events        regenerate the API Gateway event samples in tests/events"
+	@echo "make screenshot    docs/page.png: the registry page (GET /) with a few trained models, in headless Chromium"
+	@echo "make openapi       rewrite docs/openapi.json from the four apps (make test fails when it is stale)"
 
 $(STAMP): pyproject.toml requirements/lock.txt
 	@py=$$(scripts/find-python312) || exit 1; \
@@ -110,14 +112,19 @@ deploy: build size
 	$(TOOLS_ENV) $(BIN)/sam deploy --config-env $(ENV) --template-file $(BUILD_DIR)/template.yaml
 	$(TOOLS_ENV) $(BIN)/sam list stack-outputs --config-env $(ENV) --output table
 
-# Figures, never asserted: see benchmarks/README.md for what each one means.
+# Figures, never asserted: see benchmarks/README.md for what each one means. MLflow runs in its own venv
+# (build/tools/mlflow, from requirements/mlflow-bench.txt), created on the first run.
 bench: $(STAMP)
-	$(PY) benchmarks/predict_warm.py
-	$(PY) benchmarks/predict_cold.py
+	$(PY) benchmarks/bench.py
 
 # A few minutes of mixed traffic from several processes on the local stack: 5xx count and memory (RSS).
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py
+
+# The README's picture of the registry page: a throwaway local stack, bundled datasets, /usr/bin/chromium.
+.PHONY: screenshot
+screenshot: $(STAMP)
+	$(PY) scripts/screenshot.py --output docs/page.png
 
 events: $(STAMP)
 	$(TOOLS_ENV) $(BIN)/sam local generate-event apigateway aws-proxy --stage prod > tests/events/apigateway_rest_v1.json
@@ -125,3 +132,7 @@ events: $(STAMP)
 
 clean:
 	rm -rf .aws-sam build .pytest_cache .mypy_cache .ruff_cache
+
+# docs/openapi.json: the four apps' operations, exactly as template.yaml routes them (checked in make test).
+openapi: $(STAMP)
+	$(PY) -m lrnstak.local.openapi

@@ -6,7 +6,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,3 +93,31 @@ def start_stack(data_dir: Path, reset: bool = False, timeout: float = 60) -> Run
             return RunningStack(process, match.group(1), match.group(2), output)
     process.kill()
     raise RuntimeError("the local stack did not become ready:\n" + "\n".join(output))
+
+
+@contextmanager
+def serving(data_dir: Path, **environment: str) -> Iterator[RunningStack]:
+    """A fresh stack started with `environment` added to this one's, its output read all along (a full pipe
+    would block it), stopped afterwards; it must stop cleanly."""
+    saved = {name: os.environ.get(name) for name in environment}
+    os.environ.update(environment)
+    try:
+        running = start_stack(data_dir, reset=True)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    reader = threading.Thread(target=_read_all, args=(running,), daemon=True)
+    reader.start()
+    yield running
+    code = running.stop()
+    reader.join(timeout=5)
+    assert code == 0, "\n".join(running.output[-60:])
+
+
+def _read_all(stack: RunningStack) -> None:
+    assert stack.process.stdout is not None
+    for line in stack.process.stdout:
+        stack.output.append(line.rstrip())
