@@ -210,3 +210,37 @@ def test_a_terminal_gets_a_redrawn_progress_line(stack: RunningStack, iris_csv: 
     assert "\r" in text  # redrawn in place, not one line per update
     assert "training iris-tty: training" in text
     assert text.endswith("\r")  # the bar is cleared when the command is done
+
+
+def test_serve_runs_the_whole_stack_until_sigterm_and_saves_its_state(tmp_path: Path) -> None:
+    port = free_port()
+    environment = {**os.environ, "LRNSTAK_DATA_DIR": str(tmp_path / "data"), "LRNSTAK_RESET": "1"}
+    environment.pop("LRNSTAK_API_KEY", None)
+    server = subprocess.Popen(
+        [str(LRNSTAK), "serve", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        while ready and "lrnstak is ready on" not in ready:
+            ready = server.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in ready, ready
+        url = f"http://127.0.0.1:{port}"
+        put = subprocess.run(
+            [str(LRNSTAK), "--url", url, "cache", "put", "served", '{"by": "serve"}'],
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=120,
+        )
+        succeeded(put)
+    finally:
+        server.terminate()
+        rest, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, rest
+    assert "lrnstak stopped; state saved." in rest
+    assert (tmp_path / "data").is_dir()

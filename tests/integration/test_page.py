@@ -18,19 +18,12 @@ from sklearn.datasets import load_diabetes, load_iris
 
 from support.events import rest_v1_event
 from support.functions import invoke
+from support.scripts import load_script
 from support.stack import RunningStack, start_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+# Debian's Chromium with the flags this machine's closed network needs: the ones `make screenshot` uses.
+SCREENSHOT = load_script("screenshot")
+CHROMIUM, CHROMIUM_ARGS = SCREENSHOT.CHROMIUM, SCREENSHOT.CHROMIUM_ARGS
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 DIABETES_FEATURES = list(load_diabetes().feature_names)
 # What Chromium logs for each API call answered 403 before the key is entered: expected, nothing else is.
