@@ -260,7 +260,9 @@ def test_a_request_that_outlasts_the_budget_becomes_one_job_and_one_version(
 def test_an_abandoned_attempt_that_finishes_first_still_registers_nothing(
     aws: AwsClients, tiny_budget: None, training_attempts: list[Any]
 ) -> None:
-    job_id = accepted_job_id(train("abandoned-first", body(run_async=None)))
+    # A forest takes ~100x the 1 ms budget: a linear fit could end before the request even starts waiting.
+    slow = body("random_forest", run_async=None, hyper={"random_forest": {"n_estimators": 60}})
+    job_id = accepted_job_id(train("abandoned-first", slow))
     assert isinstance(training_attempts[0].exception(timeout=60), TrainingAbandoned)
     assert versions("abandoned-first") == []
     run_worker(aws, receive_job_message(aws, job_id))

@@ -39,19 +39,21 @@ _INFINITIES = frozenset({math.inf, -math.inf})
 
 
 def _holds_infinity(value: Any) -> bool:
-    if isinstance(value, dict | list):
-        items = value.values() if isinstance(value, dict) else value
-        try:
-            if _INFINITIES.isdisjoint(items):
-                return False
-        except TypeError:  # an array or object inside (unhashable): walk it
-            pass
-    if isinstance(value, float):
-        return math.isinf(value)
-    if isinstance(value, list):
-        return any(_holds_infinity(item) for item in value)
-    if isinstance(value, dict):
-        return any(_holds_infinity(item) for item in value.values())
+    """Walked with a list, not recursion: a body nested 1,000 deep is a row like any other (no RecursionError)."""
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, float):
+            if math.isinf(current):
+                return True
+        elif isinstance(current, dict | list):
+            items = current.values() if isinstance(current, dict) else current
+            try:
+                if _INFINITIES.isdisjoint(items):
+                    continue
+            except TypeError:  # an array or object inside (unhashable): walk it
+                pass
+            pending.extend(items)
     return False
 
 
