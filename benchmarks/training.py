@@ -128,7 +128,7 @@ def numpy_floor(rows: list[dict[str, Any]], algorithm: str) -> float:
     estimator = build_estimator(algorithm, TASK, {}, 142)
     steps = [StandardScaler(), estimator] if CATALOG[algorithm].needs_scaling else [estimator]
     fitted = make_pipeline(*steps).fit(matrix[train_at], y[train_at])
-    classification_scores(fitted, matrix[test_at], y[test_at])
+    classification_scores(fitted, matrix[test_at], y[test_at], fitted.predict(matrix[test_at]))
     return time.perf_counter() - started
 
 
