@@ -1,6 +1,7 @@
 """The predict function: serves predictions from registered models, in JSON or CSV, and batch jobs over
 uploaded datasets."""
 
+from dataclasses import asdict
 from typing import Annotated
 
 import orjson
@@ -194,17 +195,8 @@ def predict_batch(name: str, body: PredictBatchRequest, batches: BatchPredictor,
 )
 def get_prediction_job(job_id: str, batches: BatchPredictor) -> PredictionJobResponse:
     batch = batches.get_job(job_id)
-    job = batch.job
-    output = None
-    if batch.output_url is not None and batch.output_url_expires_at is not None and job.output is not None:
-        output = PredictionOutput(
-            format=job.output["format"],
-            rows=job.output["rows"],
-            bytes=job.output["bytes"],
-            url=batch.output_url,
-            url_expires_at=batch.output_url_expires_at,
-        )
-    return PredictionJobResponse.of(job, output=output)
+    output = None if batch.output is None else PredictionOutput.model_validate(asdict(batch.output))
+    return PredictionJobResponse.of(batch.job, output=output)
 
 
 app = create_app("predict", [router], extra_media_types=[CSV_MEDIA_TYPE])

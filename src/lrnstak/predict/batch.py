@@ -49,11 +49,20 @@ class BatchRequest:
 
 
 @dataclass(frozen=True)
+class BatchOutput:
+    """A succeeded job's output file: its format, rows and size, a presigned GET and when it expires (ISO 8601)."""
+
+    format: str
+    rows: int
+    bytes: int
+    url: str
+    url_expires_at: str
+
+
+@dataclass(frozen=True)
 class BatchJob:
     job: JobRecord
-    # A presigned GET of the output, for a job that succeeded, and when it expires (ISO 8601, UTC).
-    output_url: str | None = None
-    output_url_expires_at: str | None = None
+    output: BatchOutput | None = None
 
 
 def default_output_format(dataset: str) -> str:
@@ -114,9 +123,15 @@ class BatchPredictionService:
             raise NotFound(f"Prediction job {job_id!r} does not exist.")
         if job.status != SUCCEEDED or job.output is None:
             return BatchJob(job)
-        url = self._jobs.output_url(str(job.output["key"]), self._url_seconds)
         expires_at = datetime.fromtimestamp(self._clock() + self._url_seconds, UTC)
-        return BatchJob(job, url, expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"))
+        output = BatchOutput(
+            format=str(job.output["format"]),
+            rows=int(job.output["rows"]),
+            bytes=int(job.output["bytes"]),
+            url=self._jobs.output_url(str(job.output["key"]), self._url_seconds),
+            url_expires_at=expires_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+        return BatchJob(job, output)
 
     # worker --------------------------------------------------------------------------------------------
 
