@@ -3,7 +3,8 @@
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from lrnstak.errors import InvalidInput
 from lrnstak.schemas.jobs import JobStateResponse
@@ -32,6 +33,26 @@ class PredictModelRequest(BaseModel):
                     {"field": "data", "row": index},
                 )
         return data
+
+    @classmethod
+    def from_json(cls, body: bytes) -> "PredictModelRequest":
+        """The body, parsed by orjson (about twice as fast as pydantic's JSON mode on 1000 rows); pydantic then
+        checks the small fields, and `data` (any list is valid) only gets numbers_are_finite instead of a copy.
+        Whatever orjson refuses or pydantic finds wrong is parsed again in JSON mode, so errors read exactly as
+        pydantic words them for JSON (and what only pydantic accepts, an integer beyond 64 bits, still parses)."""
+        try:
+            document = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            document = None
+        if isinstance(document, dict) and isinstance(document.get("data"), list):
+            try:
+                request = cls.model_validate({**document, "data": []})
+            except ValidationError:
+                pass
+            else:
+                request.data = cls.numbers_are_finite(document["data"])
+                return request
+        return cls.model_validate_json(body)
 
 
 # A row of scalars (what nearly every row is) is checked in one set operation, in C.

@@ -1,13 +1,12 @@
 """Model artifacts and training data in the models bucket (S3)."""
 
 import gzip
-import json
 from collections.abc import Iterable
 from typing import IO, Any
 
-import orjson
 from botocore.exceptions import ClientError
 
+from lrnstak import json_codec
 from lrnstak.storage.clients import S3Client
 from lrnstak.storage.errors import ArtifactMissing, error_code, translate_aws_errors
 
@@ -44,15 +43,11 @@ class ArtifactStore:
 
     def put_json(self, key: str, document: Any) -> None:
         """A JSON document, gzip-compressed (training rows, job requests)."""
-        body = gzip.compress(encode_json(document), compresslevel=JSON_COMPRESSION_LEVEL, mtime=0)
+        body = gzip.compress(json_codec.encode(document), compresslevel=JSON_COMPRESSION_LEVEL, mtime=0)
         self.put_bytes(key, body, "application/gzip")
 
     def get_json(self, key: str) -> Any:
-        data = gzip.decompress(self.get_bytes(key))
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:  # what orjson does not read (integers beyond 64 bits): the slow way
-            return json.loads(data)
+        return json_codec.decode(gzip.decompress(self.get_bytes(key)))
 
     def delete_keys(self, keys: Iterable[str]) -> None:
         objects: Any = [{"Key": key} for key in keys]
@@ -87,12 +82,3 @@ class ArtifactStore:
                     "get_object", Params={"Bucket": self._bucket, "Key": key}, ExpiresIn=expires_in_seconds
                 )
             )
-
-
-def encode_json(document: Any) -> bytes:
-    """Compact JSON, ~10x faster than the json module. orjson writes a NaN as null: a missing value, which is what
-    training took it for; integers beyond 64 bits, which orjson refuses, go through the json module."""
-    try:
-        return orjson.dumps(document)
-    except orjson.JSONEncodeError:
-        return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
