@@ -113,8 +113,9 @@ deploy: build size
 	$(TOOLS_ENV) $(BIN)/sam list stack-outputs --config-env $(ENV) --output table
 
 # Figures, never asserted: see benchmarks/README.md for what each one means. MLflow runs in its own venv
-# (build/tools/mlflow, from requirements/mlflow-bench.txt), created on the first run.
-bench: $(STAMP)
+# (build/tools/mlflow, from requirements/mlflow-bench.txt), created on the first run. The predict function's
+# cold start runs on the layers as `make build` makes them, with the runtime's boto3, as in Lambda.
+bench: $(STAMP) build $(LAMBDA_RUNTIME_DIR)/.installed
 	$(PY) benchmarks/bench.py
 
 # A few minutes of mixed traffic from several processes on the local stack: 5xx count and memory (RSS).

@@ -111,11 +111,14 @@ class Setup:
 
 
 def function_cold_start(
-    folder: Path, setup: Setup, repetitions: int
+    folder: Path, setup: Setup, repetitions: int, packages: str
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """Per repetition: (import app + first answer) and (import + load + predict), seconds, back to back."""
     interpreter = predict_cold.Interpreter(
-        [str(setup.function_dir), str(harness.ROOT / "src")], folder / "pyc", read_only=False, no_site=False
+        predict_cold.package_paths(packages, setup.function_dir),
+        folder / "pyc",
+        read_only=False,
+        no_site=packages == "built",
     )
     # Untimed: they write the .pyc files the timed runs read.
     sample = predict_cold.service_run(interpreter, setup)  # type: ignore[arg-type]
@@ -228,6 +231,14 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     scenario_rows.repetitions_argument(parser, default=5)
     parser.add_argument("--skip-stack", action="store_true", help="only the predict function's cold start")
+    parser.add_argument(
+        "--packages",
+        choices=["built", "venv"],
+        default="built",
+        help="the function's and the floor's third-party packages: the layers `make build` made, with the runtime's "
+        "boto3, as Lambda has them (built, what `make bench` builds first); or the dev venv (venv), which holds "
+        "more (awscrt, pyOpenSSL, rich, pandas: imported when present)",
+    )
     return parser.parse_args()
 
 
@@ -246,7 +257,7 @@ def main() -> None:
                 f"predict function: {args.repetitions} x (fresh child: import app + first answer; floor) ...",
                 flush=True,
             )
-            service, floor, details = function_cold_start(folder, setup, args.repetitions)
+            service, floor, details = function_cold_start(folder, setup, args.repetitions, args.packages)
             rows.append(
                 scenario_rows.against_floor(
                     "cold start: predict function (import handler, load, answer 1 row)", "s", service, floor, COLD_LIMIT

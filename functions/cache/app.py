@@ -1,5 +1,10 @@
 """The cache function: JSON values and lists per key, with exact expiry (the old stack's Redis routes)."""
 
+from lrnstak.cold_start import ImportsPause
+
+# The cyclic GC is held off while the modules below load; what they made is then frozen out of its way.
+imports = ImportsPause()
+
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -109,3 +114,4 @@ def delete_value(key: str, cache: Cache) -> DeleteValueResponse:
 
 app = create_app("cache", [router])
 handler = wrap_handler(Mangum(app, lifespan="off"))
+imports.end()

@@ -2,6 +2,11 @@
 and fails the jobs whose messages ended in the dead-letter queue. Fed by SQS (template.yaml:
 JobsWorkerFunction)."""
 
+from lrnstak.cold_start import ImportsPause
+
+# The cyclic GC is held off while the modules below load; what they made is then frozen out of its way.
+imports = ImportsPause()
+
 import json
 from typing import Any
 
@@ -53,3 +58,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
     )
+
+
+imports.end()

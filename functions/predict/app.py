@@ -1,6 +1,11 @@
 """The predict function: serves predictions from registered models, in JSON or CSV, and batch jobs over
 uploaded datasets."""
 
+from lrnstak.cold_start import ImportsPause
+
+# The cyclic GC is held off while the modules below load; what they made is then frozen out of its way.
+imports = ImportsPause()
+
 from dataclasses import asdict
 from typing import Annotated
 
@@ -180,3 +185,4 @@ def get_prediction_job(job_id: str, batches: BatchPredictor) -> PredictionJobRes
 app = create_app("predict", [router], extra_media_types=[CSV_MEDIA_TYPE])
 handler = wrap_handler(Mangum(app, lifespan="off"))
 register_runtime_hooks()  # SnapStart: preload models before the snapshot, revalidate them after a restore
+imports.end()

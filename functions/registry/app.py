@@ -1,5 +1,10 @@
 """The registry function: list, read, upload and delete model versions."""
 
+from lrnstak.cold_start import ImportsPause
+
+# The cyclic GC is held off while the modules below load; what they made is then frozen out of its way.
+imports = ImportsPause()
+
 import base64
 import binascii
 from typing import Annotated
@@ -203,3 +208,4 @@ def delete_model(name: str, registry: Registry) -> Response:
 
 app = create_app("registry", [router])
 handler = wrap_handler(Mangum(app, lifespan="off"))
+imports.end()

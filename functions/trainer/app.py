@@ -1,5 +1,10 @@
 """The trainer function: trains, evaluates and registers scikit-learn models, now or as jobs."""
 
+from lrnstak.cold_start import ImportsPause
+
+# The cyclic GC is held off while the modules below load; what they made is then frozen out of its way.
+imports = ImportsPause()
+
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -105,3 +110,4 @@ def create_dataset(body: CreateDatasetRequest, trainer: Trainer) -> DatasetRespo
 
 app = create_app("trainer", [router])
 handler = wrap_handler(Mangum(app, lifespan="off"))
+imports.end()

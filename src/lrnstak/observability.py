@@ -1,12 +1,13 @@
 """The one Logger, Tracer and Metrics of each function (service name from POWERTOOLS_SERVICE_NAME)."""
 
-import warnings
 from collections.abc import Generator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+
+from lrnstak.warning_filters import silence_known_warnings
 
 
 class _NoSegment(BaseSegment):
@@ -65,5 +66,4 @@ logger = Logger()
 tracer = _tracer()
 metrics = Metrics()
 
-# Most reads publish no metric; Powertools would log this warning on every such invocation.
-warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+silence_known_warnings()  # Powertools' "No application metrics to publish", on most reads

@@ -10,7 +10,6 @@ Everything that depends only on the model is worked out once, in `prepare_model`
 
 import math
 import operator
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,14 @@ import numpy.typing as npt
 from lrnstak.errors import InvalidInput
 from lrnstak.ml.frame import CATEGORICAL, NUMERIC, RowsToMatrix, as_number, is_missing, not_a_number, shown
 from lrnstak.ml.rules import FeatureRules
+from lrnstak.warning_filters import silence_known_warnings
 
 Row = dict[str, Any]
 # How many row numbers an error names per column; the count says how many there were in all.
 ROWS_NAMED = 10
 
-# An estimator fitted on a DataFrame warns on every call with an array. Its array is built in
-# feature_names_in_ order on purpose, so the warning says nothing (and would fill the logs).
-warnings.filterwarnings("ignore", message="X does not have valid feature names", category=UserWarning)
+# An estimator fitted on a DataFrame warns on every call with an array, built in feature_names_in_ order here.
+silence_known_warnings()
 
 
 @dataclass(frozen=True)

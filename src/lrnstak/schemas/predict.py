@@ -37,9 +37,11 @@ class PredictModelRequest(BaseModel):
     @classmethod
     def from_json(cls, body: bytes) -> "PredictModelRequest":
         """The body, parsed by orjson (about twice as fast as pydantic's JSON mode on 1000 rows); pydantic then
-        checks the small fields, and `data` (any list is valid) only gets numbers_are_finite instead of a copy.
-        Whatever orjson refuses or pydantic finds wrong is parsed again in JSON mode, so errors read exactly as
-        pydantic words them for JSON (and what only pydantic accepts, an integer beyond 64 bits, still parses)."""
+        checks the small fields, and `data` (any list is valid) is taken as it is: orjson refuses any number
+        beyond a float's range (1e400 is an error to it, not infinity), so the rows it parsed need no
+        numbers_are_finite. Whatever orjson refuses or pydantic finds wrong is parsed again in JSON mode, so
+        errors read exactly as pydantic words them for JSON (1e400 gets numbers_are_finite's message there, and
+        what only pydantic accepts, an integer beyond 64 bits, still parses)."""
         try:
             document = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -50,7 +52,7 @@ class PredictModelRequest(BaseModel):
             except ValidationError:
                 pass
             else:
-                request.data = cls.numbers_are_finite(document["data"])
+                request.data = document["data"]
                 return request
         return cls.model_validate_json(body)
 

@@ -1,15 +1,28 @@
 """boto3 clients, created once per container and shared by every request."""
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import botocore.session
+import urllib3.exceptions
 from botocore.config import Config
 from botocore.loaders import Loader, create_loader
 
 from lrnstak.settings import get_settings
+
+
+def _drop_dead_warning_filters() -> None:
+    """urllib3 and botocore each install a filter for InsecurePlatformWarning at import. urllib3 1.26 raises it
+    only on a Python without ssl.SSLContext (before 2.7.9), urllib3 2 never: on Python 3.12 these filters
+    match nothing, yet each costs every forest prediction (lrnstak/warning_filters.py). They go."""
+    filters = cast(list[Any], warnings.filters)  # typeshed says Sequence; it is the module's own list
+    filters[:] = [entry for entry in filters if entry[2] is not urllib3.exceptions.InsecurePlatformWarning]
+
+
+_drop_dead_warning_filters()
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient as DynamoDBClient
