@@ -8,12 +8,12 @@ imports = ImportsPause()
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from mangum import Mangum
 
 from lrnstak.cache.service import CachedValue, CacheService, get_cache_service
 from lrnstak.errors import InvalidInput
-from lrnstak.http import create_app, wrap_handler
+from lrnstak.http import create_app, service_dependency, wrap_handler
 from lrnstak.schemas.cache import (
     DeleteValueResponse,
     MessageResponse,
@@ -23,7 +23,7 @@ from lrnstak.schemas.cache import (
 )
 from lrnstak.schemas.errors import BODY_ERRORS, error_responses
 
-Cache = Annotated[CacheService, Depends(get_cache_service)]
+Cache = Annotated[CacheService, service_dependency(get_cache_service)]
 EXPIRES_AT_HEADER = "X-Expires-At"
 JSON_MEDIA_TYPE = "application/json"
 

@@ -16,7 +16,7 @@ from mangum import Mangum
 from pydantic import ValidationError
 
 from lrnstak.errors import PayloadTooLarge
-from lrnstak.http import FastJSONResponse, create_app, job_accepted, media_type_of, wrap_handler
+from lrnstak.http import FastJSONResponse, create_app, job_accepted, media_type_of, service_dependency, wrap_handler
 from lrnstak.naming import LATEST
 from lrnstak.predict.batch import (
     BatchPredictionService,
@@ -48,8 +48,8 @@ CSV_MEDIA_TYPE = "text/csv"
 JSON_MEDIA_TYPE = "application/json"
 MODEL_VERSION_HEADER = "X-Model-Version"
 
-Predictor = Annotated[PredictService, Depends(get_predict_service)]
-BatchPredictor = Annotated[BatchPredictionService, Depends(get_batch_prediction_service)]
+Predictor = Annotated[PredictService, service_dependency(get_predict_service)]
+BatchPredictor = Annotated[BatchPredictionService, service_dependency(get_batch_prediction_service)]
 
 
 async def read_body(request: Request) -> bytes:

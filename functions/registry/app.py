@@ -9,12 +9,12 @@ import base64
 import binascii
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse
 from mangum import Mangum
 
 from lrnstak.errors import InvalidInput
-from lrnstak.http import create_app, wrap_handler
+from lrnstak.http import create_app, service_dependency, wrap_handler
 from lrnstak.naming import check_model_name
 from lrnstak.registry.page import registry_page
 from lrnstak.registry.service import NewVersion, RegistryService, get_registry_service
@@ -31,7 +31,7 @@ from lrnstak.schemas.registry import (
     VersionEntry,
 )
 
-Registry = Annotated[RegistryService, Depends(get_registry_service)]
+Registry = Annotated[RegistryService, service_dependency(get_registry_service)]
 NEXT_TOKEN_HEADER = "X-Next-Token"  # noqa: S105 - a header name, not a secret
 BEST_OPTIONS = frozenset({"metric", "order"})
 

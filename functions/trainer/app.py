@@ -7,11 +7,11 @@ imports = ImportsPause()
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import JSONResponse
 from mangum import Mangum
 
-from lrnstak.http import create_app, job_accepted, wrap_handler
+from lrnstak.http import create_app, job_accepted, service_dependency, wrap_handler
 from lrnstak.schemas.errors import BODY_ERRORS, error_responses
 from lrnstak.schemas.jobs import JobAcceptedResponse
 from lrnstak.schemas.trainer import (
@@ -24,7 +24,7 @@ from lrnstak.schemas.trainer import (
 from lrnstak.storage.jobs_table import JobRecord
 from lrnstak.trainer.service import TrainerService, TrainingOutcome, get_trainer_service
 
-Trainer = Annotated[TrainerService, Depends(get_trainer_service)]
+Trainer = Annotated[TrainerService, service_dependency(get_trainer_service)]
 
 router = APIRouter(tags=["trainer"])
 

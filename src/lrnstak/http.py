@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -312,6 +312,17 @@ class CorsMiddleware:
                 else self._app
             )
         await self._handler(scope, receive, send)
+
+
+def service_dependency[Service](get_service: Callable[[], Service]) -> Any:
+    """`Depends` on a function's service, resolved on the event loop. FastAPI runs a plain function dependency on
+    a worker thread: a thread round trip and a GIL hand-off on every request for what is a cached lookup after
+    the first one. The first call builds the service (settings, boto3 clients), which makes no network call."""
+
+    async def resolve_service() -> Service:
+        return get_service()
+
+    return Depends(resolve_service)
 
 
 def create_app(function_name: str, routers: Iterable[APIRouter], extra_media_types: Iterable[str] = ()) -> FastAPI:
