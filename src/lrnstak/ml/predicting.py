@@ -12,6 +12,7 @@ import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -382,24 +383,21 @@ def _matrix(rows: Sequence[Row], inputs: MatrixInputs, first_row: int) -> npt.ND
 
 
 def _number_matrix(rows: Sequence[Row], columns: Sequence[str]) -> npt.NDArray[np.float64] | None:
-    """The matrix in one numpy call when every cell is a JSON number or boolean, as they nearly always are.
+    """The matrix in one numpy call when every cell converts to a finite float, as they nearly always do.
 
-    numpy infers the type from the cells: floats, integers (within 64 bits) and booleans give a numeric array,
-    converted exactly as _number converts each cell. Anything else (text, null, arrays, an integer beyond 64
-    bits) gives an array of another kind, and infinity a value to refuse: None then, for the cell-by-cell
-    path and its errors. KeyError when a row lacks one of the columns."""
+    numpy converts each cell as float() does, which is what _number does with a number, a boolean or text
+    that reads as a number. Anything it cannot convert (other text, arrays, objects, an integer beyond a float)
+    and anything not finite (null and NaN, which _number reads as missing, "nan" text, which it refuses)
+    gives None: the cell-by-cell path decides those, with its errors. KeyError when a row lacks a column."""
     if not rows or not columns:
         return None
     pick = operator.itemgetter(*columns)
-    cells = [pick(row) for row in rows] if len(columns) > 1 else [(pick(row),) for row in rows]
+    cells = chain.from_iterable(map(pick, rows)) if len(columns) > 1 else map(pick, rows)
     try:
-        inferred = np.array(cells)
-    except (ValueError, OverflowError):  # arrays of different lengths in the cells, say
+        flat = np.fromiter(cells, dtype=np.float64, count=len(rows) * len(columns))
+    except (TypeError, ValueError, OverflowError):
         return None
-    if inferred.dtype.kind not in "biuf" or inferred.shape != (len(rows), len(columns)):
-        return None
-    matrix = inferred.astype(np.float64, copy=False)
-    return None if bool(np.isinf(matrix).any()) else matrix
+    return flat.reshape(len(rows), len(columns)) if bool(np.isfinite(flat).all()) else None
 
 
 def to_json(value: Any) -> Any:
