@@ -59,6 +59,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=40, help="timed 1000-row requests per server (40)")
     parser.add_argument("--batch-rows", type=int, default=1000, help="rows in a many-row request (1000)")
     parser.add_argument("--warmup", type=int, default=10, help="untimed requests per connection first (10)")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=5,
+        help="rounds in which the one-client timings of each repetition are taken, floors and servers in turn (5)",
+    )
     parser.add_argument("--only-warm", action="store_true", help="skip the cold-start, training, registry groups")
     args = parser.parse_args()
     if args.repetitions < 3:
@@ -284,35 +290,56 @@ def ratio(of: str, numerators: Sequence[float], denominators: Sequence[float]) -
     return {"of": of, "median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def one_client_p50s(
+    blocks: int,
+    rows: int,
+    count: int,
+    warmup: int,
+    floors: Any,
+    targets: dict[str, dict[int, Target]],
+    order: list[str],
+) -> dict[str, float]:
+    """One repetition of a one-client scenario: `count` timings of each floor and each server, taken in `blocks`
+    rounds of floor, floor, server, server, so that a slower spell of this shared machine falls on all of them
+    alike; the p50 of each one's pooled timings, in ms."""
+    numpy_floor, frame_floor = floors
+    pooled: dict[str, list[float]] = {"floor_numpy": [], "floor_frame": [], **{server: [] for server in order}}
+    size = max(1, count // blocks)
+    for block in range(blocks):
+        pooled["floor_numpy"] += numpy_floor.seconds(rows, size)
+        pooled["floor_frame"] += frame_floor.seconds(rows, size)
+        for server in order:
+            result = targets[server][rows].run(1, requests=size, warmup=warmup if block == 0 else 0)
+            pooled[server] += result.latencies
+    return {name: median_ms(seconds) for name, seconds in pooled.items()}
+
+
 def measure_warm(
     args: argparse.Namespace, targets: dict[str, dict[int, Target]], floors: Any
 ) -> dict[str, list[float]]:
-    """Every scenario once per repetition, floors and both servers back to back; the figure of each run."""
+    """Every scenario once per repetition, floors and both servers interleaved; the figure of each run."""
     runs: dict[str, list[float]] = {}
 
     def keep(key: str, value: float) -> None:
         runs.setdefault(key, []).append(value)
 
-    numpy_floor, frame_floor = floors
     servers = ["lrnstak", "mlflow"]
     for repetition in range(args.repetitions):
         # Alternate who goes first, so neither always runs on the machine the other just warmed or loaded.
         order = servers if repetition % 2 == 0 else servers[::-1]
         print(f"repetition {repetition + 1}/{args.repetitions} ...", flush=True)
-        keep("floor_numpy_1", median_ms(numpy_floor.seconds(1, args.single)))
-        keep("floor_frame_1", median_ms(frame_floor.seconds(1, args.single)))
-        for server in order:
-            result = targets[server][1].run(1, requests=args.single, warmup=args.warmup)
-            keep(f"{server}_1", result.p50_ms)
+        single = one_client_p50s(args.blocks, 1, args.single, args.warmup, floors, targets, order)
+        for name, p50 in single.items():
+            keep(f"{name}_1", p50)
         for server in order:
             result = targets[server][1].run(args.clients, duration=args.concurrent_seconds, warmup=args.warmup)
             keep(f"{server}_concurrent_rps", result.per_second)
             keep(f"{server}_concurrent_p50", result.p50_ms)
-        keep("floor_numpy_batch", median_ms(numpy_floor.seconds(args.batch_rows, args.batch)))
-        keep("floor_frame_batch", median_ms(frame_floor.seconds(args.batch_rows, args.batch)))
-        for server in order:
-            result = targets[server][args.batch_rows].run(1, requests=args.batch, warmup=max(2, args.warmup // 5))
-            keep(f"{server}_batch", result.p50_ms)
+        batch = one_client_p50s(
+            args.blocks, args.batch_rows, args.batch, max(2, args.warmup // 5), floors, targets, order
+        )
+        for name, p50 in batch.items():
+            keep(f"{name}_batch", p50)
     return runs
 
 
