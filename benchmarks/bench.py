@@ -12,8 +12,10 @@ trivial server to show its own ceiling):
 Floors, in-process on this machine: `model.predict` on a DataFrame of the same rows in the MLflow venv (the
 issue's floor, the one the ratios use) and on a numpy array in the project venv (reported next to it).
 
-Every repetition measures the floors and both servers back to back, scenario by scenario; a ratio is taken
-within each repetition, then the median and the spread (min, max) over repetitions are reported. Then the
+Every repetition measures the floors and both servers back to back, scenario by scenario (the one-client
+ones in --blocks rounds of floors then servers, pooled: a slow spell of this shared machine falls on all of
+them alike); a ratio is taken within each repetition, then the median and the spread (min, max) over
+repetitions are reported. Then the
 cold-start, training and registry groups (cold_start.py, training.py, registry_list.py) run as
 subprocesses and their rows join the table. Prints one table; writes benchmarks/results/bench.json and
 bench.png (drawn by mlflow_plot.py in the MLflow venv: the project venv has no matplotlib). Exit status 0

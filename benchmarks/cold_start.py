@@ -23,11 +23,18 @@ through POST /models/{name}, so the store holds exactly what a user's upload put
                     Target: <= 2.5 s. The floor column, for scale: a fresh interpreter spawned to do the floor's
                     import + load + predict, interpreter start included.
 
+Packages: the children's third-party packages are the layers `make build` made (.aws-sam/build/SharedLayer,
+SklearnLayer) and the Lambda runtime's boto3 (build/lambda-runtime), in an isolated interpreter without the
+venv's site-packages, as Lambda has them (`make bench` builds them first); src/ still comes first, so lrnstak is
+the working tree's. `--packages venv` uses the dev venv instead, which holds more than Lambda does (awscrt,
+pyOpenSSL, rich, pandas: botocore and scikit-learn import them when present), for the function and the floor.
+
 Bytecode: every child and the stack run with .pyc files. The children's live in a temporary folder
 (-X pycache_prefix), filled by an untimed run of each; the stack uses the venv's and src/'s __pycache__ (pip
 and earlier runs wrote them). The deployed layers ship unchecked-hash .pyc (`make build`), which spare even
 the source's stat: slightly cheaper than here, for both sides alike.
 
+    make build build/lambda-runtime/.installed
     .venv/bin/python benchmarks/cold_start.py --repetitions 5
 
 Writes benchmarks/results/cold.json (bench.py's row format) and prints the rows. Exits 0 whether or not the

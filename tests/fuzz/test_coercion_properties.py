@@ -1,4 +1,5 @@
-"""Properties of the input coercion at predict time (lrnstak.ml.predicting, lrnstak.ml.frame).
+"""Properties of the input coercion at predict time (lrnstak.ml.predicting, lrnstak.ml.frame), and of the
+column kinds training decides (lrnstak.ml.frame.infer_kind).
 
 Any JSON value in any cell either coerces or is refused with InvalidInput naming the row and the column,
 never another exception; coercion is idempotent; a number written as text reads as the number itself.
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lrnstak.errors import InvalidInput
-from lrnstak.ml.frame import AsFloat, RowsToMatrix, as_number
+from lrnstak.ml.frame import AsFloat, RowsToMatrix, as_number, infer_kind, infer_kind_cell_by_cell
 from lrnstak.ml.predicting import MatrixInputs, RowInputs, _category, _number, model_input
 
 PROPERTIES = settings(derandomize=True, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -199,3 +200,56 @@ def test_the_message_says_what_is_wrong_with_the_value(value: Any, problem: str)
     with pytest.raises(InvalidInput, match=problem) as caught:
         _number(value, 3, "price")
     assert caught.value.message.startswith("Row 3, column 'price': ")
+
+
+def kind_or_refusal(call: Callable[[], str]) -> tuple[str, Any]:
+    outcome = attempt(call)
+    return ("refused", (outcome.message, outcome.details)) if isinstance(outcome, InvalidInput) else ("kind", outcome)
+
+
+@PROPERTIES
+@given(st.lists(JSON_VALUES, max_size=8) | st.lists(SCALARS, min_size=1, max_size=8) | st.lists(NUMBERS, max_size=8))
+def test_a_column_kind_decided_in_one_numpy_call_is_the_kind_the_cell_rules_give(cells: list[Any]) -> None:
+    assert kind_or_refusal(lambda: infer_kind("c", iter(cells))) == kind_or_refusal(
+        lambda: infer_kind_cell_by_cell("c", cells)
+    )
+
+
+def same_cells(left: Any, right: Any) -> bool:
+    return bool(left == right) or (
+        isinstance(left, float) and isinstance(right, float) and math.isnan(left) and math.isnan(right)
+    )
+
+
+@PROPERTIES
+@given(st.data(), COLUMNS, st.integers(min_value=0, max_value=3))
+def test_rows_to_matrix_by_columns_gives_what_the_cell_rules_give(
+    data: st.DataObject, columns: list[str], split: int
+) -> None:
+    numeric, categorical = columns[:split], columns[split:]
+    step = RowsToMatrix(numeric, categorical).fit([])
+    cells = SCALARS | NUMBERS | st.none()
+    rows = data.draw(st.lists(st.dictionaries(st.sampled_from(columns), cells), max_size=6))
+    fast, careful = attempt(lambda: step.transform(rows)), attempt(lambda: step.transform_cell_by_cell(rows))
+    if isinstance(careful, InvalidInput):
+        assert isinstance(fast, InvalidInput)
+        assert (fast.message, fast.details) == (careful.message, careful.details)
+        return
+    assert isinstance(fast, np.ndarray)
+    assert fast.shape == careful.shape
+    assert all(same_cells(a, b) and type(a) is type(b) for a, b in zip(fast.ravel(), careful.ravel(), strict=True))
+
+
+@pytest.mark.parametrize(
+    "cell", ["nan", "NaN", "true", " 1.5 ", "1_000", None, math.nan, 10**400, "1e400", True, "inf", -0.0, 2**63, [1]]
+)
+def test_rows_to_matrix_by_columns_agrees_on_each_kind_of_cell(cell: Any) -> None:
+    step = RowsToMatrix(["n", "m"], ["c"]).fit([])
+    rows = [{"n": 1.5, "m": 2, "c": "x"}, {"n": cell, "m": 3, "c": cell}, {"m": 4.5, "c": None}]
+    fast, careful = attempt(lambda: step.transform(rows)), attempt(lambda: step.transform_cell_by_cell(rows))
+    if isinstance(careful, InvalidInput):
+        assert isinstance(fast, InvalidInput)
+        assert (fast.message, fast.details) == (careful.message, careful.details)
+        return
+    assert isinstance(fast, np.ndarray)
+    assert all(same_cells(a, b) and type(a) is type(b) for a, b in zip(fast.ravel(), careful.ravel(), strict=True))

@@ -71,23 +71,29 @@ class ColumnProblem:
     message: str
 
 
-_PLAIN_NUMBERS = (int, float)  # exactly: bool, a subclass of int, reads as a number only through as_number
-
-
-def _all_finite(numbers: list[Any]) -> bool:
+def _finite_floats(cells: list[Any]) -> bool:
+    """True when every cell converts to a finite float, in one numpy call: numpy converts as float() does, which
+    is what as_number does with a number, a boolean or text that reads as a number. False for anything else
+    (missing values included): the cell-by-cell rules decide those columns."""
     try:
-        return bool(np.isfinite(np.asarray(numbers, dtype=np.float64)).all())
-    except OverflowError:  # an int past float64's range: as_number's path says what is wrong with it
+        return bool(np.isfinite(np.fromiter(cells, dtype=np.float64, count=len(cells))).all())
+    except (TypeError, ValueError, OverflowError):
         return False
 
 
 def infer_kind(column: str, values: Iterable[Any]) -> str:
     """numeric when every present value is (or reads as) a number; categorical when all are text."""
-    present = [value for value in values if not is_missing(value)]
+    cells = list(values)
+    if cells and _finite_floats(cells):
+        return NUMERIC  # the common case, decided in one numpy call instead of as_number on every cell
+    return infer_kind_cell_by_cell(column, cells)
+
+
+def infer_kind_cell_by_cell(column: str, cells: list[Any]) -> str:
+    """infer_kind's rules, one cell at a time."""
+    present = [value for value in cells if not is_missing(value)]
     if not present:
         raise InvalidInput(f"Column {column!r} has no values: drop it from feature_labels.", {"column": column})
-    if all(type(value) in _PLAIN_NUMBERS for value in present) and _all_finite(present):
-        return NUMERIC  # the common case, decided in one numpy call instead of as_number on every cell
     if any(isinstance(value, list | dict) for value in present):
         raise InvalidInput(
             f"Column {column!r} holds arrays or objects: add a flatten, expand or classify rule for it, "
@@ -126,6 +132,18 @@ class RowsToMatrix(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, rows: Sequence[dict[str, Any]]) -> npt.NDArray[Any]:
+        numbers = [_numeric_column(rows, column) for column in self.numeric_columns]
+        if any(column is None for column in numbers):
+            return self.transform_cell_by_cell(rows)  # it names the first refused cell, row by row
+        matrix = np.empty((len(rows), len(numbers) + len(self.categorical_columns)), dtype=object)
+        for position, column in enumerate(numbers):
+            matrix[:, position] = column
+        for position, name in enumerate(self.categorical_columns, start=len(numbers)):
+            matrix[:, position] = [np.nan if is_missing(value) else _text(value) for value in _cells(rows, name)]
+        return matrix
+
+    def transform_cell_by_cell(self, rows: Sequence[dict[str, Any]]) -> npt.NDArray[Any]:
+        """transform's rules, one cell at a time."""
         numeric = list(self.numeric_columns)
         categorical = list(self.categorical_columns)
         matrix = np.empty((len(rows), len(numeric) + len(categorical)), dtype=object)
@@ -139,6 +157,27 @@ class RowsToMatrix(TransformerMixin, BaseEstimator):
 
     def get_feature_names_out(self, input_features: Any = None) -> npt.NDArray[Any]:
         return np.asarray([*self.numeric_columns, *self.categorical_columns], dtype=object)
+
+
+def _cells(rows: Sequence[dict[str, Any]], column: str) -> list[Any]:
+    return [row.get(column) for row in rows]
+
+
+def _numeric_column(rows: Sequence[dict[str, Any]], column: str) -> npt.NDArray[np.float64] | None:
+    """A numeric column in one numpy call, each cell as _numeric_cell converts it: numpy converts as float()
+    does (numbers, booleans, text that reads as a number) and reads null as NaN. None when a cell is one that
+    _numeric_cell refuses or numpy cannot convert ("true" as text, say): the cell-by-cell path decides it."""
+    cells = _cells(rows, column)
+    try:
+        numbers = np.fromiter(cells, dtype=np.float64, count=len(cells))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if bool(np.isinf(numbers).any()):
+        return None
+    # NaN is a missing value only when the cell was one (null, NaN), not "nan" written as text.
+    if any(not is_missing(cells[index]) for index in np.flatnonzero(np.isnan(numbers)).tolist()):
+        return None
+    return numbers
 
 
 def _numeric_cell(value: Any, row: int, column: str) -> float:
