@@ -243,9 +243,11 @@ def test_rows_to_matrix_by_columns_gives_what_the_cell_rules_give(
 @pytest.mark.parametrize(
     "cell", ["nan", "NaN", "true", " 1.5 ", "1_000", None, math.nan, 10**400, "1e400", True, "inf", -0.0, 2**63, [1]]
 )
-def test_rows_to_matrix_by_columns_agrees_on_each_kind_of_cell(cell: Any) -> None:
+@pytest.mark.parametrize("every_column", [True, False], ids=["every row has every column", "a row lacks one"])
+def test_rows_to_matrix_by_columns_agrees_on_each_kind_of_cell(cell: Any, every_column: bool) -> None:
     step = RowsToMatrix(["n", "m"], ["c"]).fit([])
-    rows = [{"n": 1.5, "m": 2, "c": "x"}, {"n": cell, "m": 3, "c": cell}, {"m": 4.5, "c": None}]
+    last = {"n": 7, "m": 4.5, "c": None} if every_column else {"m": 4.5, "c": None}
+    rows = [{"n": 1.5, "m": 2, "c": "x"}, {"n": cell, "m": 3, "c": cell}, last]
     fast, careful = attempt(lambda: step.transform(rows)), attempt(lambda: step.transform_cell_by_cell(rows))
     if isinstance(careful, InvalidInput):
         assert isinstance(fast, InvalidInput)

@@ -5,8 +5,10 @@ predict needs nothing but the rows. Column kinds are decided at training and sav
 """
 
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -132,13 +134,13 @@ class RowsToMatrix(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, rows: Sequence[dict[str, Any]]) -> npt.NDArray[Any]:
-        numbers = [_numeric_column(rows, column) for column in self.numeric_columns]
-        if any(column is None for column in numbers):
+        numeric = list(self.numeric_columns)
+        numbers = _numeric_block(rows, numeric)
+        if numbers is None:
             return self.transform_cell_by_cell(rows)  # it names the first refused cell, row by row
-        matrix = np.empty((len(rows), len(numbers) + len(self.categorical_columns)), dtype=object)
-        for position, column in enumerate(numbers):
-            matrix[:, position] = column
-        for position, name in enumerate(self.categorical_columns, start=len(numbers)):
+        matrix = np.empty((len(rows), len(numeric) + len(self.categorical_columns)), dtype=object)
+        matrix[:, : len(numeric)] = numbers
+        for position, name in enumerate(self.categorical_columns, start=len(numeric)):
             matrix[:, position] = [np.nan if is_missing(value) else _text(value) for value in _cells(rows, name)]
         return matrix
 
@@ -161,6 +163,30 @@ class RowsToMatrix(TransformerMixin, BaseEstimator):
 
 def _cells(rows: Sequence[dict[str, Any]], column: str) -> list[Any]:
     return [row.get(column) for row in rows]
+
+
+def _numeric_block(rows: Sequence[dict[str, Any]], columns: list[str]) -> npt.NDArray[np.float64] | None:
+    """The numeric columns as a float matrix, in one pass over the rows when every row has every column (else
+    a column at a time, a missing column read as null); None as _numeric_column says."""
+    if not columns:
+        return np.empty((len(rows), 0), dtype=np.float64)
+    pick = operator.itemgetter(*columns)
+    try:
+        cells = chain.from_iterable(map(pick, rows)) if len(columns) > 1 else map(pick, rows)
+        numbers = np.fromiter(cells, dtype=np.float64, count=len(rows) * len(columns))
+    except KeyError:
+        by_column = [_numeric_column(rows, column) for column in columns]
+        converted = [column for column in by_column if column is not None]
+        return np.column_stack(converted) if len(converted) == len(columns) else None
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if bool(np.isinf(numbers).any()):
+        return None
+    for index in np.flatnonzero(np.isnan(numbers)).tolist():
+        row, position = divmod(index, len(columns))
+        if not is_missing(rows[row][columns[position]]):  # "nan" written as text: refused cell by cell
+            return None
+    return numbers.reshape(len(rows), len(columns))
 
 
 def _numeric_column(rows: Sequence[dict[str, Any]], column: str) -> npt.NDArray[np.float64] | None:
