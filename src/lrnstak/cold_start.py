@@ -1,4 +1,4 @@
-"""A function's cold start is mostly importing it: scikit-learn, FastAPI, pydantic and boto3 make some 500,000
+"""A function's cold start is mostly importing it: scikit-learn, FastAPI, pydantic and boto3 make some 330,000
 objects that live as long as the container, and the cyclic GC would scan them again and again while they are
 made (~0.17 s of the predict function's import, benchmarks/README.md). Each functions/<name>/app.py creates an
 `ImportsPause` before its other imports and ends it once its handler exists: the GC is held off meanwhile, and

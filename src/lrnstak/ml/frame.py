@@ -6,8 +6,9 @@ predict needs nothing but the rows. Column kinds are decided at training and sav
 
 import math
 import operator
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -165,45 +166,44 @@ def _cells(rows: Sequence[dict[str, Any]], column: str) -> list[Any]:
     return [row.get(column) for row in rows]
 
 
-def _numeric_block(rows: Sequence[dict[str, Any]], columns: list[str]) -> npt.NDArray[np.float64] | None:
-    """The numeric columns as a float matrix, in one pass over the rows when every row has every column (else
-    a column at a time, a missing column read as null); None as _numeric_column says."""
-    if not columns:
-        return np.empty((len(rows), 0), dtype=np.float64)
-    pick = operator.itemgetter(*columns)
-    try:
-        cells = chain.from_iterable(map(pick, rows)) if len(columns) > 1 else map(pick, rows)
-        numbers = np.fromiter(cells, dtype=np.float64, count=len(rows) * len(columns))
-    except KeyError:
-        by_column = [_numeric_column(rows, column) for column in columns]
-        converted = [column for column in by_column if column is not None]
-        return np.column_stack(converted) if len(converted) == len(columns) else None
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if bool(np.isinf(numbers).any()):
-        return None
-    for index in np.flatnonzero(np.isnan(numbers)).tolist():
-        row, position = divmod(index, len(columns))
-        if not is_missing(rows[row][columns[position]]):  # "nan" written as text: refused cell by cell
-            return None
-    return numbers.reshape(len(rows), len(columns))
-
-
-def _numeric_column(rows: Sequence[dict[str, Any]], column: str) -> npt.NDArray[np.float64] | None:
-    """A numeric column in one numpy call, each cell as _numeric_cell converts it: numpy converts as float()
+def as_floats(cells: Iterable[Any], count: int, cell: Callable[[int], Any]) -> npt.NDArray[np.float64] | None:
+    """`count` cells as floats in one numpy call, each as _numeric_cell converts it: numpy converts as float()
     does (numbers, booleans, text that reads as a number) and reads null as NaN. None when a cell is one that
-    _numeric_cell refuses or numpy cannot convert ("true" as text, say): the cell-by-cell path decides it."""
-    cells = _cells(rows, column)
+    _numeric_cell refuses or numpy cannot convert ("true" as text, say): the cell-by-cell rules decide those.
+    `cell(index)` gives back a cell, to tell a missing value from "nan" written as text. A KeyError that
+    reading the cells raises goes to the caller."""
     try:
-        numbers = np.fromiter(cells, dtype=np.float64, count=len(cells))
+        numbers = np.fromiter(cells, dtype=np.float64, count=count)
     except (TypeError, ValueError, OverflowError):
         return None
     if bool(np.isinf(numbers).any()):
         return None
-    # NaN is a missing value only when the cell was one (null, NaN), not "nan" written as text.
-    if any(not is_missing(cells[index]) for index in np.flatnonzero(np.isnan(numbers)).tolist()):
+    if any(not is_missing(cell(index)) for index in np.flatnonzero(np.isnan(numbers)).tolist()):
         return None
     return numbers
+
+
+def float_matrix(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> npt.NDArray[np.float64] | None:
+    """These columns of the rows as a float matrix, in one pass over the rows (as_floats: None for a cell the
+    cell-by-cell rules must decide); KeyError when a row lacks one of the columns."""
+    width = len(columns)
+    pick = operator.itemgetter(*columns)
+    cells = chain.from_iterable(map(pick, rows)) if width > 1 else map(pick, rows)
+    numbers = as_floats(cells, len(rows) * width, lambda index: rows[index // width][columns[index % width]])
+    return None if numbers is None else numbers.reshape(len(rows), width)
+
+
+def _numeric_block(rows: Sequence[dict[str, Any]], columns: list[str]) -> npt.NDArray[np.float64] | None:
+    """The numeric columns as a float matrix: in one pass when every row has every column, else a column at a
+    time, a missing column read as null."""
+    if not columns:
+        return np.empty((len(rows), 0), dtype=np.float64)
+    try:
+        return float_matrix(rows, columns)
+    except KeyError:
+        by_column = [as_floats(cells, len(cells), cells.__getitem__) for cells in map(partial(_cells, rows), columns)]
+        converted = [column for column in by_column if column is not None]
+        return np.column_stack(converted) if len(converted) == len(columns) else None
 
 
 def _numeric_cell(value: Any, row: int, column: str) -> float:

@@ -9,17 +9,24 @@ Everything that depends only on the model is worked out once, in `prepare_model`
 """
 
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lrnstak.errors import InvalidInput
-from lrnstak.ml.frame import CATEGORICAL, NUMERIC, RowsToMatrix, as_number, is_missing, not_a_number, shown
+from lrnstak.ml.frame import (
+    CATEGORICAL,
+    NUMERIC,
+    RowsToMatrix,
+    as_number,
+    float_matrix,
+    is_missing,
+    not_a_number,
+    shown,
+)
 from lrnstak.ml.rules import FeatureRules
 from lrnstak.warning_filters import silence_known_warnings
 
@@ -383,21 +390,10 @@ def _matrix(rows: Sequence[Row], inputs: MatrixInputs, first_row: int) -> npt.ND
 
 
 def _number_matrix(rows: Sequence[Row], columns: Sequence[str]) -> npt.NDArray[np.float64] | None:
-    """The matrix in one numpy call when every cell converts to a finite float, as they nearly always do.
-
-    numpy converts each cell as float() does, which is what _number does with a number, a boolean or text
-    that reads as a number. Anything it cannot convert (other text, arrays, objects, an integer beyond a float)
-    and anything not finite (null and NaN, which _number reads as missing, "nan" text, which it refuses)
-    gives None: the cell-by-cell path decides those, with its errors. KeyError when a row lacks a column."""
-    if not rows or not columns:
-        return None
-    pick = operator.itemgetter(*columns)
-    cells = chain.from_iterable(map(pick, rows)) if len(columns) > 1 else map(pick, rows)
-    try:
-        flat = np.fromiter(cells, dtype=np.float64, count=len(rows) * len(columns))
-    except (TypeError, ValueError, OverflowError):
-        return None
-    return flat.reshape(len(rows), len(columns)) if bool(np.isfinite(flat).all()) else None
+    """The matrix in one numpy call when every cell converts as _number converts it, as they nearly always do
+    (frame.float_matrix); None for anything else: the cell-by-cell path decides it, with its errors. KeyError
+    when a row lacks one of the columns."""
+    return float_matrix(rows, columns) if rows and columns else None
 
 
 def to_json(value: Any) -> Any:
