@@ -74,20 +74,11 @@ class ColumnProblem:
     message: str
 
 
-def _finite_floats(cells: list[Any]) -> bool:
-    """True when every cell converts to a finite float, in one numpy call: numpy converts as float() does, which
-    is what as_number does with a number, a boolean or text that reads as a number. False for anything else
-    (missing values included): the cell-by-cell rules decide those columns."""
-    try:
-        return bool(np.isfinite(np.fromiter(cells, dtype=np.float64, count=len(cells))).all())
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
 def infer_kind(column: str, values: Iterable[Any]) -> str:
     """numeric when every present value is (or reads as) a number; categorical when all are text."""
     cells = list(values)
-    if cells and _finite_floats(cells):
+    numbers = as_floats(cells, len(cells), cells.__getitem__)
+    if numbers is not None and not bool(np.isnan(numbers).all()):
         return NUMERIC  # the common case, decided in one numpy call instead of as_number on every cell
     return infer_kind_cell_by_cell(column, cells)
 
