@@ -3,7 +3,7 @@
 scikit-learn re-applies every filter of the process around each call it makes through joblib
 (`sklearn.utils.parallel._FuncWrapper`: `resetwarnings`, then one `filterwarnings` per filter), which for a
 forest's predict is once per tree: each filter costs a 100-tree forest's one-row prediction about 0.3 ms
-(benchmarks/README.md, "Warning filters"). So lrnstak's own warnings share one filter, and the filters
+(benchmarks/README.md, the 2026-12-08 section). So lrnstak's own warnings share one filter, and the filters
 other packages install for warnings that can no longer be raised are taken out (storage/clients.py).
 """
 
