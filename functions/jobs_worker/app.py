@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lrnstak.jobs.service import JobRunner, get_job_service
-from lrnstak.observability import logger, metrics, tracer
+from lrnstak.observability import logger, publish_metrics, tracer
 from lrnstak.predict.batch import get_batch_prediction_service
 from lrnstak.settings import get_settings
 from lrnstak.storage.jobs_table import PREDICTION, TRAINING
@@ -53,7 +53,7 @@ def handle_record(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@publish_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)

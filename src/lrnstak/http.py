@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from lrnstak import __version__, json_codec
 from lrnstak.errors import LrnstakError, ServiceUnavailable
-from lrnstak.observability import logger, metrics, tracer
+from lrnstak.observability import logger, publish_metrics, tracer
 from lrnstak.settings import get_settings
 
 # What a browser may send and read across origins (when CORS_ALLOWED_ORIGINS allows its origin).
@@ -394,7 +394,7 @@ def wrap_handler(asgi_handler: Callable[[LambdaEvent, Any], dict[str, Any]]) -> 
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
     @tracer.capture_lambda_handler(capture_response=False)
-    @metrics.log_metrics(capture_cold_start_metric=True)
+    @publish_metrics
     def handler(event: LambdaEvent, context: LambdaContext) -> dict[str, Any]:
         return asgi_handler(strip_path_prefix(event, get_settings().api_base_path), context)
 

@@ -1,13 +1,13 @@
 """The one Logger, Tracer and Metrics of each function (service name from POWERTOOLS_SERVICE_NAME)."""
 
-from collections.abc import Generator, Sequence
+import functools
+from collections.abc import Callable, Generator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
-
-from lrnstak.warning_filters import silence_known_warnings
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 class _NoSegment(BaseSegment):
@@ -66,4 +66,28 @@ logger = Logger()
 tracer = _tracer()
 metrics = Metrics()
 
-silence_known_warnings()  # Powertools' "No application metrics to publish", on most reads
+
+def publish_metrics[Result](
+    handler: Callable[[Any, LambdaContext], Result],
+) -> Callable[[Any, LambdaContext], Result]:
+    """Powertools' `log_metrics(capture_cold_start_metric=True)`, except that an invocation that recorded no
+    metric (most reads) publishes nothing and says nothing. log_metrics warns "No application metrics to
+    publish" on each, and silencing that would take a warning filter, which every forest prediction pays for
+    (scikit-learn re-applies each filter around each tree: see ml/predicting.forget_feature_names). What an
+    invocation recorded is flushed even when it raises; the first invocation that succeeds adds ColdStart."""
+    cold = True
+
+    @functools.wraps(handler)
+    def publishing(event: Any, context: LambdaContext) -> Result:
+        nonlocal cold
+        try:
+            response = handler(event, context)
+            if cold:
+                cold = False
+                metrics.provider.add_cold_start_metric(context)  # a record of its own, written at once
+        finally:
+            if metrics.metric_set:
+                metrics.flush_metrics()
+        return response
+
+    return publishing

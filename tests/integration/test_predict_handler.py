@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -228,15 +229,17 @@ def test_an_uploaded_classifier_keeps_integer_classes_and_its_probabilities(aws:
     assert [entry["prediction"] for entry in answer] == download("uploaded-logit", "v1").predict(X).tolist()
 
 
-# Set by hand below, feature_names_in_ makes sklearn warn about arrays; the function filters that warning.
-@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_an_uploaded_model_uses_feature_names_in_or_needs_feature_labels(aws: AwsClients) -> None:
     X = np.array([[1.0, 2.0], [3.0, 5.0], [4.0, 1.0], [0.0, 0.5]])
     named = LinearRegression().fit(X, X[:, 0] - 2 * X[:, 1])
+    expected = named.predict(np.array([[1.0, 2.0]])).tolist()[0]
     named.feature_names_in_ = np.asarray(["p", "q"], dtype=object)  # as fitting on a DataFrame leaves it
     upload("named", named)
-    answer = ok(predict("named", {"data": [{"q": 2.0, "p": 1.0}]}))
-    assert answer[0]["prediction"] == named.predict(np.array([[1.0, 2.0]])).tolist()[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answer = ok(predict("named", {"data": [{"q": 2.0, "p": 1.0}]}))
+    assert answer[0]["prediction"] == expected
+    assert not [warning for warning in caught if "feature names" in str(warning.message)]
 
     upload("anonymous", LinearRegression().fit(X, X[:, 0]))
     refused = error_of(predict("anonymous", {"data": [{"a": 1.0, "b": 2.0}]}), 400)

@@ -113,7 +113,7 @@ class LocalGateway:
             else:
                 await app(scope, receive, send)
         finally:
-            # In Lambda, log_metrics flushes each invocation's metrics to CloudWatch; there is no
+            # In Lambda, publish_metrics flushes each invocation's metrics to CloudWatch; there is no
             # CloudWatch here, so they are dropped per request instead of piling up in this process.
             metrics.clear_metrics()
 

@@ -71,6 +71,15 @@ def _walk(root: object) -> Iterator[tuple[object, _Route]]:
         )
 
 
+def instance_states(root: object) -> Iterator[dict[str, Any]]:
+    """The attribute dict of every object reachable from ``root`` that has one: each estimator of a model, its
+    steps and members, and what they hold. The dicts themselves, not copies."""
+    for obj, _ in _walk(root):
+        state = _instance_state(obj)
+        if state:
+            yield state
+
+
 def _children(obj: object) -> Iterable[tuple[object, object, str]]:
     if isinstance(obj, list | tuple):
         return _items(obj)

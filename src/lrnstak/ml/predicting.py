@@ -27,15 +27,12 @@ from lrnstak.ml.frame import (
     not_a_number,
     shown,
 )
+from lrnstak.ml.model_structure import instance_states
 from lrnstak.ml.rules import FeatureRules
-from lrnstak.warning_filters import silence_known_warnings
 
 Row = dict[str, Any]
 # How many row numbers an error names per column; the count says how many there were in all.
 ROWS_NAMED = 10
-
-# An estimator fitted on a DataFrame warns on every call with an array, built in feature_names_in_ order here.
-silence_known_warnings()
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,34 @@ def prepare_model(estimator: Any, feature_schema: dict[str, Any] | None, paramet
         inputs = _trained_pipeline_inputs(estimator) or MatrixInputs(
             _matrix_columns(estimator, parameters), _n_features(estimator)
         )
+        if isinstance(inputs, MatrixInputs):
+            forget_feature_names(estimator)
     return ServedModel(estimator, inputs, _probability_keys(estimator), predicts_row_by_row(estimator))
+
+
+def forget_feature_names(estimator: Any) -> None:
+    """The loaded copy of an uploaded model forgets the column names it was fitted with, when nothing it does
+    at prediction reads them.
+
+    An estimator fitted on a DataFrame keeps its columns' names (`feature_names_in_`) and warns on every call
+    with an array ("X does not have valid feature names"); lrnstak gives uploaded models arrays, built in the
+    order of those names (or of feature_labels) on purpose. The names only serve to check a DataFrame's
+    columns and to name a step's output when it outputs DataFrames (set_output): with no such step, scikit-learn
+    checks the feature count alone, as for a model fitted on an array, and the predictions are the same.
+    A step that outputs DataFrames gives the next one names to check: such a model keeps its names and warns.
+    Silencing the warning instead would take a process-wide filter, which every forest prediction pays for
+    (scikit-learn re-applies each filter around each tree); one set when a model loads could moreover be lost
+    to a forest predicting on another thread (warnings.catch_warnings is not thread-safe)."""
+    states = list(instance_states(estimator))
+    if any(_outputs_frames(state) for state in states):
+        return
+    for state in states:
+        state.pop("feature_names_in_", None)
+
+
+def _outputs_frames(state: dict[str, Any]) -> bool:
+    output = state.get("_sklearn_output_config")
+    return isinstance(output, dict) and output.get("transform", "default") != "default"
 
 
 def _trained_pipeline_inputs(estimator: Any) -> RowInputs | None:

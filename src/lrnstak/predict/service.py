@@ -85,6 +85,9 @@ class PredictService:
     def predict(
         self, model: str, version: str, rows: Sequence[Any], *, include_input: bool, probabilities: bool
     ) -> Prediction:
+        """One entry per row. With `include_input`, the rows themselves become the entries, each with its
+        `prediction` added: they are the request's own, parsed from its body, and copying 1000 rows would add
+        a third to the time the answer takes to encode."""
         started = time.perf_counter()
         check_model_name(model)
         check_version_to_read(version)
@@ -104,7 +107,9 @@ class PredictService:
                 estimates = estimate(served, features, probabilities)
             answers = as_predictions(served, estimates)
             if include_input:
-                entries = [{**row, PREDICTION: value} for row, value in zip(checked, answers.values, strict=True)]
+                entries = checked
+                for row, value in zip(entries, answers.values, strict=True):
+                    row[PREDICTION] = value
             else:
                 entries = [{PREDICTION: value} for value in answers.values]
             if answers.probabilities is not None:

@@ -14,15 +14,21 @@ from botocore.loaders import Loader, create_loader
 from lrnstak.settings import get_settings
 
 
-def _drop_dead_warning_filters() -> None:
-    """urllib3 and botocore each install a filter for InsecurePlatformWarning at import. urllib3 1.26 raises it
-    only on a Python without ssl.SSLContext (before 2.7.9), urllib3 2 never: on Python 3.12 these filters
-    match nothing, yet each costs every forest prediction (lrnstak/warning_filters.py). They go."""
+def _drop_idle_warning_filters() -> None:
+    """urllib3 and botocore install warning filters at import that do nothing in lrnstak, yet each costs every
+    forest prediction: scikit-learn re-applies every filter of the process around each tree it calls, about
+    0.3 ms per filter for a 100-tree forest's one-row prediction (benchmarks/README.md, "2026-12-08"). They go:
+    - InsecurePlatformWarning, twice: urllib3 1.26 raises it only on a Python without ssl.SSLContext (before
+      2.7.9), urllib3 2 never;
+    - SecurityWarning, "always": urllib3 raises it for a request made with certificate checks turned off, which
+      lrnstak never does (AWS over HTTPS with verification, the embedded AWS over plain HTTP). Were one raised,
+      Python's default action would still show it."""
     filters = cast(list[Any], warnings.filters)  # typeshed says Sequence; it is the module's own list
-    filters[:] = [entry for entry in filters if entry[2] is not urllib3.exceptions.InsecurePlatformWarning]
+    idle = (urllib3.exceptions.InsecurePlatformWarning, urllib3.exceptions.SecurityWarning)
+    filters[:] = [entry for entry in filters if entry[2] not in idle]
 
 
-_drop_dead_warning_filters()
+_drop_idle_warning_filters()
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient as DynamoDBClient
