@@ -1,5 +1,5 @@
-"""The local gateway's write guard: requests that change state wait for (and hold back) the state snapshot;
-those that only read, a prediction included, do not."""
+"""The local gateway's write guard: requests that change state wait for (and hold back) the state snapshot,
+then ring the queue workers' doorbell; those that only read, a prediction included, do neither."""
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
@@ -37,13 +37,14 @@ def run_to_completion[T](coroutine: Coroutine[Any, Any, T]) -> T:
 )
 def test_only_requests_that_change_state_are_guarded(aws: AwsClients, method: str, path: str, guarded: bool) -> None:
     seen: list[str] = []
+    rung: list[str] = []
 
     async def guard(write: Callable[[], Awaitable[None]]) -> None:
         seen.append(path)
         await write()
 
     async def call() -> int:
-        gateway = LocalGateway.from_template(Template.load(), guard=guard)
+        gateway = LocalGateway.from_template(Template.load(), guard=guard, after_write=lambda: rung.append(path))
         transport = httpx.ASGITransport(app=gateway)
         async with httpx.AsyncClient(transport=transport, base_url="http://local") as client:
             response = await client.request(method, path, json={"data": []} if method != "GET" else None)
@@ -52,6 +53,7 @@ def test_only_requests_that_change_state_are_guarded(aws: AwsClients, method: st
     status = run_to_completion(call())
     assert status < 500
     assert seen == ([path] if guarded else [])
+    assert rung == seen
 
 
 def gateway_call(method: str, path: str, headers: dict[str, str], api_key: str = "") -> httpx.Response:

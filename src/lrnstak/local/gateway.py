@@ -1,6 +1,7 @@
 """An ASGI stand-in for API Gateway: the template's routes, each to its function's app, on one port; with
 LRNSTAK_API_KEY set, every request but a CORS preflight and the routes whose template event opens them (the
-registry page, GET /) needs it in x-api-key, as the deployed API does."""
+registry page, GET /) needs it in x-api-key, as the deployed API does. After each write it calls
+`after_write`: the queue workers' doorbell, as a write may have queued a job."""
 
 import hmac
 import importlib.util
@@ -69,6 +70,7 @@ class LocalGateway:
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         api_key: str = "",
+        after_write: Callable[[], None] | None = None,
     ) -> None:
         self._routes = sorted((compile_route(r) for r in routes), key=lambda c: c.specificity)
         self._api_key = api_key.encode()
@@ -76,6 +78,7 @@ class LocalGateway:
         self._guard = guard
         self._on_startup = on_startup
         self._on_shutdown = on_shutdown
+        self._after_write = after_write
 
     @classmethod
     def from_template(cls, template: Template, **kwargs: Any) -> "LocalGateway":
@@ -105,9 +108,9 @@ class LocalGateway:
             await _send_error(send, status, code, f"No route {method} {path}.")
             return
         app = self._apps[chosen.route.function]
+        route = (method, chosen.route.path)
+        writes = (method in MUTATING_METHODS and route not in READING_WRITES) or route in WRITING_READS
         try:
-            route = (method, chosen.route.path)
-            writes = (method in MUTATING_METHODS and route not in READING_WRITES) or route in WRITING_READS
             if self._guard is not None and writes:
                 await self._guard(lambda: app(scope, receive, send))
             else:
@@ -116,6 +119,8 @@ class LocalGateway:
             # In Lambda, publish_metrics flushes each invocation's metrics to CloudWatch; there is no
             # CloudWatch here, so they are dropped per request instead of piling up in this process.
             metrics.clear_metrics()
+            if writes and self._after_write is not None:
+                self._after_write()  # a write may have queued a job
 
     def _has_key(self, scope: Scope) -> bool:
         return hmac.compare_digest(_header(scope, b"x-api-key") or b"", self._api_key)

@@ -193,7 +193,12 @@ class LocalStack:
             on_startup=start_snapshots,
             on_shutdown=stop_snapshots,
             api_key=self.settings.lrnstak_api_key,
+            after_write=self.ring_workers,
         )
+
+    def ring_workers(self) -> None:
+        for worker in getattr(self, "workers", []):
+            worker.ring()
 
     def stop(self) -> bool:
         """Stops the workers, saves the state and stops moto. False when a synchronous training attempt
