@@ -7,6 +7,7 @@ from lrnstak.cold_start import ImportsPause
 imports = ImportsPause()
 
 from dataclasses import asdict
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -16,7 +17,15 @@ from mangum import Mangum
 from pydantic import ValidationError
 
 from lrnstak.errors import PayloadTooLarge
-from lrnstak.http import FastJSONResponse, create_app, job_accepted, media_type_of, service_dependency, wrap_handler
+from lrnstak.http import (
+    FastJSONResponse,
+    create_app,
+    job_accepted,
+    media_type_of,
+    run_cpu_bound,
+    service_dependency,
+    wrap_handler,
+)
 from lrnstak.naming import LATEST
 from lrnstak.predict.batch import (
     BatchPredictionService,
@@ -53,7 +62,7 @@ BatchPredictor = Annotated[BatchPredictionService, service_dependency(get_batch_
 
 
 async def read_body(request: Request) -> bytes:
-    # A body that is JSON or CSV: read here, so the route itself can run on a worker thread.
+    # A body that is JSON or CSV: read here, before the route hands its work to a worker thread.
     return await request.body()
 
 
@@ -124,7 +133,7 @@ def first_set(*values: bool | None, default: bool) -> bool:
         }
     },
 )
-def predict(
+async def predict(
     name: str,
     body: RawBody,
     predictor: Predictor,
@@ -133,6 +142,22 @@ def predict(
     version: str | None = None,
     include_input: bool | None = None,
     probabilities: bool | None = None,
+) -> Response:
+    # Parsing, predicting and encoding all hold the CPU: on the loop when alone, else on a worker thread.
+    return await run_cpu_bound(
+        partial(answer_prediction, predictor, name, body, content_type, accept, version, include_input, probabilities)
+    )
+
+
+def answer_prediction(
+    predictor: PredictService,
+    name: str,
+    body: bytes,
+    content_type: str | None,
+    accept: str | None,
+    version: str | None,
+    include_input: bool | None,
+    probabilities: bool | None,
 ) -> Response:
     request, csv_columns = read_request(body, content_type)
     rows = rows_from_columns(request.columns, request.data) if request.columns is not None else request.data
