@@ -7,6 +7,10 @@ import gc
 # It is switched back on, with those objects frozen out of its way, once the stack serves (server.py).
 gc.disable()
 
+from lrnstak.local.lambda_packages import leave_out_what_lambda_lacks  # noqa: E402
+
+leave_out_what_lambda_lacks()
+
 from lrnstak.local.server import main  # noqa: E402 - after the GC is off: this import is most of the start
 
 main()

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from lrnstak.local.gateway import load_function_module
+from lrnstak.local.lambda_packages import leave_out_what_lambda_lacks
 from lrnstak.local.template import Template
 
 RESULT_MARKER = "LRNSTAK_RESULT "
@@ -42,4 +43,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    leave_out_what_lambda_lacks()
     main()
