@@ -17,7 +17,8 @@ from lrnstak.settings import get_settings
 def _drop_idle_warning_filters() -> None:
     """urllib3 and botocore install warning filters at import that do nothing in lrnstak, yet each costs every
     forest prediction: scikit-learn re-applies every filter of the process around each tree it calls, about
-    0.3 ms per filter for a 100-tree forest's one-row prediction (benchmarks/README.md, "2026-12-08"). They go:
+    0.3 ms per filter for a 100-tree forest's one-row prediction (benchmarks/README.md, the two "2026-12-08"
+    sections). They go:
     - InsecurePlatformWarning, twice: urllib3 1.26 raises it only on a Python without ssl.SSLContext (before
       2.7.9), urllib3 2 never;
     - SecurityWarning, "always": urllib3 raises it for a request made with certificate checks turned off, which
