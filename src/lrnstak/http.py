@@ -98,7 +98,9 @@ class RequestsInFlight:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        RequestsInFlight.count += 1  # on the event loop's thread only: no lock needed
+        # One event loop serves a process's requests (Lambda, the local stack): no lock. Were two loops to
+        # miscount, a request would only run in the slower of the two places, with the same answer.
+        RequestsInFlight.count += 1
         if RequestsInFlight.count > 1:
             RequestsInFlight.last_together = time.monotonic()
         try:
