@@ -62,7 +62,7 @@ BatchPredictor = Annotated[BatchPredictionService, service_dependency(get_batch_
 
 
 async def read_body(request: Request) -> bytes:
-    # A body that is JSON or CSV: read here, before the route hands its work to a worker thread.
+    # A body that is JSON or CSV: read here, on the event loop, before the route hands its work to run_cpu_bound.
     return await request.body()
 
 
