@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from pydantic import Field
@@ -27,6 +27,9 @@ from lrnstak.local.bootstrap import BUCKET, DROPPED_AWS_ENVIRONMENT, TABLE, crea
 from lrnstak.local.template import Template
 from lrnstak.settings import get_settings
 from lrnstak.storage.clients import AwsClients, build_clients, get_clients
+
+if TYPE_CHECKING:
+    from lrnstak.local.workers import QueueWorker
 
 # The local stack must never reach a real AWS account, whatever the shell has configured.
 FAKE_AWS_ENVIRONMENT = {
@@ -132,6 +135,8 @@ class LocalStack:
 
     settings: LocalSettings
     template: Template
+    # The queue consumers, once start_workers has started them.
+    workers: "list[QueueWorker]" = field(default_factory=list, init=False)
 
     def start_aws(self) -> AwsClients:
         from lrnstak.local.persistence import StateSnapshot, WriteGate
@@ -197,7 +202,7 @@ class LocalStack:
         )
 
     def ring_workers(self) -> None:
-        for worker in getattr(self, "workers", []):
+        for worker in self.workers:
             worker.ring()
 
     def stop(self) -> bool:
@@ -207,7 +212,7 @@ class LocalStack:
 
         attempts_finished = get_trainer_service().wait_for_attempts(ATTEMPT_GRACE_SECONDS)
         try:
-            for worker in getattr(self, "workers", []):
+            for worker in self.workers:
                 worker.stop()
             self.snapshot.save()
         finally:

@@ -8,7 +8,6 @@ import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -77,7 +76,7 @@ class ColumnProblem:
 def infer_kind(column: str, values: Iterable[Any]) -> str:
     """numeric when every present value is (or reads as) a number; categorical when all are text."""
     cells = list(values)
-    numbers = as_floats(cells, len(cells), cells.__getitem__)
+    numbers = column_floats(cells)
     if numbers is not None and not bool(np.isnan(numbers).all()):
         return NUMERIC  # the common case, decided in one numpy call instead of as_number on every cell
     return infer_kind_cell_by_cell(column, cells)
@@ -174,6 +173,11 @@ def as_floats(cells: Iterable[Any], count: int, cell: Callable[[int], Any]) -> n
     return numbers
 
 
+def column_floats(cells: list[Any]) -> npt.NDArray[np.float64] | None:
+    """One column's cells as floats (as_floats)."""
+    return as_floats(cells, len(cells), cells.__getitem__)
+
+
 def float_matrix(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> npt.NDArray[np.float64] | None:
     """These columns of the rows as a float matrix, in one pass over the rows (as_floats: None for a cell the
     cell-by-cell rules must decide); KeyError when a row lacks one of the columns."""
@@ -192,7 +196,7 @@ def _numeric_block(rows: Sequence[dict[str, Any]], columns: list[str]) -> npt.ND
     try:
         return float_matrix(rows, columns)
     except KeyError:
-        by_column = [as_floats(cells, len(cells), cells.__getitem__) for cells in map(partial(_cells, rows), columns)]
+        by_column = [column_floats(_cells(rows, column)) for column in columns]
         converted = [column for column in by_column if column is not None]
         return np.column_stack(converted) if len(converted) == len(columns) else None
 
